@@ -1,0 +1,249 @@
+//! `hooks/create`, `hooks/destroy`, `hooks/list` and `hooks/ping`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
+
+use super::checksum;
+use super::xml::{self, keys};
+use super::{ApiContext, client_ip, is_get, xml_answer};
+use crate::config::parse_bool;
+use crate::hooks::registry::RegistryError;
+use crate::hooks::{CreateOutcome, HookRegistry, NewHook, RemoveOutcome, parse_event_ids};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Call {
+    Create,
+    Destroy,
+    List,
+    Ping,
+}
+
+/// Routes `/bigbluebutton/api/hooks/<call>` the way Express did: any case, optional trailing
+/// slash.
+fn call_of(path: &str) -> Option<Call> {
+    let lower = path.to_ascii_lowercase();
+    let call = lower
+        .trim_end_matches('/')
+        .strip_prefix("/bigbluebutton/api/hooks/")?;
+    match call {
+        "create" => Some(Call::Create),
+        "destroy" => Some(Call::Destroy),
+        "list" => Some(Call::List),
+        "ping" => Some(Call::Ping),
+        _ => None,
+    }
+}
+
+/// The answer of one call: the XML body and the `messageKey` for metrics (`None` on success).
+struct Answer {
+    body: String,
+    message_key: Option<&'static str>,
+}
+
+impl Answer {
+    fn ok(body: String) -> Self {
+        Answer {
+            body,
+            message_key: None,
+        }
+    }
+    fn failed(pair: (&'static str, &'static str)) -> Self {
+        Answer {
+            body: xml::failed(pair),
+            message_key: Some(pair.0),
+        }
+    }
+}
+
+pub(super) async fn dispatch(State(ctx): State<Arc<ApiContext>>, req: Request<Body>) -> Response {
+    let path = req.uri().path().to_string();
+    let Some(call) = call_of(&path) else {
+        return xml_answer(StatusCode::NOT_FOUND, xml::failed(keys::NOT_FOUND));
+    };
+    if !is_get(req.method()) {
+        return xml_answer(StatusCode::METHOD_NOT_ALLOWED, xml::failed(keys::METHOD));
+    }
+    if call == Call::Ping {
+        return Response::new(Body::from("bbb-webhooks API up!"));
+    }
+    let raw_query = req.uri().query().unwrap_or("").to_string();
+    let ip = client_ip(&req);
+    let answer = answer(&ctx, call, &path, &raw_query).await;
+    let returncode = if answer.body.starts_with("<response><returncode>SUCCESS") {
+        "SUCCESS"
+    } else {
+        "FAILED"
+    };
+    tracing::info!(
+        call = ?call,
+        client = %ip,
+        returncode,
+        message_key = answer.message_key.unwrap_or(""),
+        "hooks API call"
+    );
+    if answer.message_key != Some(keys::CHECKSUM.0) {
+        ctx.metrics
+            .api_requests
+            .with_label_values(&[
+                "GET",
+                &path,
+                "200",
+                returncode,
+                answer.message_key.unwrap_or("undefined"),
+            ])
+            .inc();
+    }
+    xml_answer(StatusCode::OK, answer.body)
+}
+
+async fn answer(ctx: &ApiContext, call: Call, path: &str, raw_query: &str) -> Answer {
+    let settings = &ctx.settings;
+    if raw_query.len() > settings.api.max_query_bytes {
+        return Answer::failed(keys::QUERY_TOO_LONG);
+    }
+    if let Err(e) = checksum::verify(
+        path,
+        raw_query,
+        settings.secret(),
+        &settings.bbb.api_path,
+        &settings.api.supported_checksum_algorithms,
+    ) {
+        ctx.metrics.api_checksum_failures.inc();
+        tracing::warn!(reason = %e, "hooks API call refused: checksum");
+        return Answer::failed(keys::CHECKSUM);
+    }
+    let params = match Params::parse(raw_query) {
+        Ok(p) => p,
+        Err(name) => {
+            tracing::warn!(parameter = %name, "hooks API call refused: repeated parameter");
+            return Answer::failed(keys::REPEATED_PARAM);
+        }
+    };
+    // The registry is there once the hooks are loaded from Redis.
+    let registry = ctx.registry.get().map(Arc::as_ref);
+    match call {
+        Call::Create => create(params, registry, settings.hooks.max_callback_url_bytes).await,
+        Call::Destroy => destroy(params, registry).await,
+        Call::List => list(params, registry),
+        Call::Ping => Answer::ok(String::new()),
+    }
+}
+
+async fn create(params: Params, registry: Option<&HookRegistry>, max_url: usize) -> Answer {
+    let Some(url) = params.get("callbackURL").filter(|u| !u.is_empty()) else {
+        return Answer::failed(keys::MISSING_CALLBACK_URL);
+    };
+    let valid = url.len() <= max_url
+        && url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    if !valid {
+        return Answer::failed(keys::INVALID_CALLBACK_URL);
+    }
+    let get_raw = match params.get("getRaw").filter(|v| !v.is_empty()) {
+        None => false,
+        Some(v) => match parse_bool(v) {
+            Some(b) => b,
+            None => return Answer::failed(keys::INVALID_GET_RAW),
+        },
+    };
+    let event_ids = params.get("eventID").and_then(parse_event_ids);
+    for id in event_ids.iter().flatten() {
+        if !crate::mapping::catalog::is_known(id) {
+            tracing::warn!(event = %id, "hooks/create: eventID names an event this version does not produce; kept");
+        }
+    }
+    let Some(registry) = registry else {
+        tracing::error!("hooks/create before the hooks were loaded from Redis");
+        return Answer::failed(keys::CREATE_ERROR);
+    };
+    let new = NewHook {
+        callback_url: url.to_string(),
+        meeting_id: params.get("meetingID").filter(|m| !m.is_empty()).map(String::from),
+        event_ids,
+        get_raw,
+    };
+    match registry.create(new).await {
+        Ok(CreateOutcome::Created(hook)) => {
+            tracing::info!(hook = %hook.id, scoped = hook.meeting_id.is_some(), raw = hook.get_raw, "hook created");
+            Answer::ok(xml::created(&hook))
+        }
+        Ok(CreateOutcome::Duplicate(existing)) => Answer {
+            body: xml::duplicate(&existing.id),
+            message_key: Some("duplicateWarning"),
+        },
+        Err(RegistryError::Full(max)) => {
+            tracing::warn!(max, "hooks/create refused: too many hooks");
+            Answer::failed(keys::TOO_MANY_HOOKS)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "hooks/create failed");
+            Answer::failed(keys::CREATE_ERROR)
+        }
+    }
+}
+
+async fn destroy(params: Params, registry: Option<&HookRegistry>) -> Answer {
+    let Some(id) = params.get("hookID").filter(|v| !v.is_empty()) else {
+        return Answer::failed(keys::MISSING_HOOK_ID);
+    };
+    let Some(registry) = registry else {
+        tracing::error!("hooks/destroy before the hooks were loaded from Redis");
+        return Answer::failed(keys::DESTROY_ERROR);
+    };
+    match registry.remove(id).await {
+        Ok(RemoveOutcome::Removed(hook)) => {
+            tracing::info!(hook = %hook.id, "hook destroyed");
+            Answer::ok(xml::removed())
+        }
+        Ok(RemoveOutcome::NotFound) => Answer::failed(keys::DESTROY_MISSING),
+        Ok(RemoveOutcome::Permanent) => {
+            tracing::info!(hook = %id, "hooks/destroy refused: the hook is permanent");
+            Answer::failed(keys::DESTROY_MISSING)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "hooks/destroy failed");
+            Answer::failed(keys::DESTROY_ERROR)
+        }
+    }
+}
+
+fn list(params: Params, registry: Option<&HookRegistry>) -> Answer {
+    let Some(registry) = registry else {
+        tracing::error!("hooks/list before the hooks were loaded from Redis");
+        return Answer::failed(keys::LIST_ERROR);
+    };
+    let meeting = params.get("meetingID").filter(|m| !m.is_empty());
+    let set = registry.snapshot();
+    let hooks = set.listed(meeting);
+    Answer::ok(xml::list(hooks.iter().map(|h| h.as_ref())))
+}
+
+/// Decoded query parameters (`+` is a space); each name at most once.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(raw_query: &str) -> Result<Params, String> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
+            if k == "checksum" {
+                continue;
+            }
+            if pairs.iter().any(|(name, _)| *name == k) {
+                return Err(k.into_owned());
+            }
+            pairs.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Params(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+

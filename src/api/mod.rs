@@ -1,0 +1,148 @@
+//! The HTTP side: the BigBlueButton-style hooks API plus `/health` and `/ready`.
+//!
+//! Routes are matched as Express matched them for the reference: case-insensitive, trailing slash
+//! tolerated, GET and HEAD only. Every answer of the hooks API is XML with HTTP 200 (BigBlueButton
+//! clients read `returncode`, not the status), except unknown paths (404) and other methods (405),
+//! which still answer XML. This module turns typed errors into those answers; it does not own
+//! hooks ([`crate::hooks`]) or checksums' maths ([`checksum`]).
+
+pub mod checksum;
+mod handlers;
+pub mod xml;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::hooks::HookRegistry;
+use crate::metrics::Metrics;
+
+/// What `/ready` reports; set by the app as parts come up and go away.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    pub redis: AtomicBool,
+    pub subscribed: AtomicBool,
+    pub hooks_loaded: AtomicBool,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.redis.load(Ordering::Relaxed)
+            && self.subscribed.load(Ordering::Relaxed)
+            && self.hooks_loaded.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything a request handler needs.
+pub struct ApiContext {
+    pub settings: Arc<Settings>,
+    /// Set once the hooks are loaded from Redis; until then hook calls answer their error XML.
+    pub registry: OnceLock<Arc<HookRegistry>>,
+    pub readiness: Arc<Readiness>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(ctx: Arc<ApiContext>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(handlers::dispatch)
+        .with_state(ctx)
+}
+
+/// Binds the API address (failing clearly if it is taken) and serves until `shutdown`.
+pub async fn serve(
+    ctx: Arc<ApiContext>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = router(ctx).into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "the API server stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+async fn health() -> Response {
+    json_answer(
+        StatusCode::OK,
+        format!(
+            r#"{{"status":"ok","version":"{}"}}"#,
+            crate::VERSION
+        ),
+    )
+}
+
+async fn ready(State(ctx): State<Arc<ApiContext>>) -> Response {
+    let r = &ctx.readiness;
+    let ready = r.is_ready();
+    json_answer(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        format!(
+            r#"{{"ready":{ready},"redis":{},"subscribed":{},"hooksLoaded":{}}}"#,
+            r.redis.load(Ordering::Relaxed),
+            r.subscribed.load(Ordering::Relaxed),
+            r.hooks_loaded.load(Ordering::Relaxed)
+        ),
+    )
+}
+
+fn json_answer(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// An XML answer with the reference's content type.
+fn xml_answer(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The client address as the reference logs it: first `X-Forwarded-For` entry, else
+/// `X-Real-IP`, else the socket.
+fn client_ip(req: &Request<Body>) -> String {
+    let headers = req.headers();
+    if let Some(first) = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        return first.to_string();
+    }
+    if let Some(real) = headers.get("x-real-ip").and_then(|v| v.to_str().ok()) {
+        return real.to_string();
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+fn is_get(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}

@@ -1,0 +1,4 @@
+//! The operator's and integrator's subcommands (everything but `serve`).
+
+pub mod config_check;
+pub mod map;

@@ -1,0 +1,80 @@
+//! Configuration: built-in defaults → YAML files → environment → BigBlueButton's properties.
+//!
+//! This module owns the typed [`Settings`] and how they are assembled and validated. It does not
+//! act on them: every other module receives the part it needs.
+//!
+//! Every layer is a JSON tree in our own layout (sections `bbb`, `redis`, `api`, `hooks`,
+//! `mappings`, `prometheus`, `log`); a bbb-webhooks 3.x file is first translated into that layout
+//! ([`legacy`]). Trees merge key by key (arrays replace), and each leaf remembers which layer set
+//! it, so `bbb-webhooks config check` can say where every value came from.
+
+mod env;
+mod legacy;
+mod load;
+mod parse;
+mod properties;
+mod settings;
+mod validate;
+mod cidr;
+
+pub use cidr::Cidr;
+
+pub use load::{ConfigSources, EnvLookup, LoadedConfig, Source, load};
+pub use parse::{parse_bool, parse_list};
+pub use settings::*;
+
+use std::fmt;
+
+/// A configuration that cannot be used: names the key, the value's origin and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML: {message}")]
+    Yaml { path: String, message: String },
+    #[error("invalid value for {key} (from {origin}): {message}")]
+    Invalid {
+        key: String,
+        origin: Source,
+        message: String,
+    },
+    #[error(
+        "no shared secret: set bbb.sharedSecret in the config file or SHARED_SECRET, \
+         or install BigBlueButton (its bbb-web.properties securitySalt is used)"
+    )]
+    NoSecret,
+}
+
+/// A string that never shows up in logs or debug output.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}

@@ -1,0 +1,378 @@
+//! The typed settings and their built-in defaults (those of bbb-webhooks 3.x where it has one).
+
+use serde::{Deserialize, Serialize};
+
+use super::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub bbb: BbbSettings,
+    pub redis: RedisSettings,
+    pub api: ApiSettings,
+    pub hooks: HookSettings,
+    pub mappings: MappingSettings,
+    pub prometheus: PrometheusSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct BbbSettings {
+    /// The `domain` field of every callback.
+    pub server_domain: String,
+    /// API checksums and callback checksums; `None` until a layer or the properties set it.
+    pub shared_secret: Option<Secret>,
+    /// Send `Authorization: Bearer <secret>` instead of the `checksum` parameter.
+    #[serde(rename = "auth2_0")]
+    pub auth2_0: bool,
+    /// Only used to cut the checksum "method" out of the request path, as the reference does.
+    pub api_path: String,
+}
+
+impl Default for BbbSettings {
+    fn default() -> Self {
+        BbbSettings {
+            server_domain: "myserver.com".into(),
+            shared_secret: None,
+            auth2_0: false,
+            api_path: "/bigbluebutton/api".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisSettings {
+    pub host: String,
+    pub port: u16,
+    pub password: Option<Secret>,
+    /// `redis://[:password@]host:port/db`; wins over host, port and password.
+    pub url: Option<String>,
+    pub inbound_channels: Vec<String>,
+    pub keys: RedisKeySettings,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            password: None,
+            url: None,
+            inbound_channels: [
+                "from-akka-apps-redis-channel",
+                "from-bbb-web-redis-channel",
+                "from-akka-apps-chat-redis-channel",
+                "from-akka-apps-pres-redis-channel",
+                "bigbluebutton:from-bbb-apps:meeting",
+                "bigbluebutton:from-bbb-apps:users",
+                "bigbluebutton:from-rap",
+            ]
+            .map(String::from)
+            .to_vec(),
+            keys: RedisKeySettings::default(),
+        }
+    }
+}
+
+impl RedisSettings {
+    /// The connection URL: `url` when given, else built from host, port and password.
+    pub fn connection_url(&self) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match &self.password {
+            Some(p) if !p.expose().is_empty() => {
+                let encoded: String = url::form_urlencoded::byte_serialize(p.expose().as_bytes())
+                    .collect::<String>()
+                    .replace('+', "%20");
+                format!("redis://:{encoded}@{host}:{}", self.port)
+            }
+            _ => format!("redis://{host}:{}", self.port),
+        }
+    }
+}
+
+/// Redis key names. The first six are the reference's (`redis.keys.*`, same defaults) so that
+/// hooks and mappings are shared with bbb-webhooks 3.x; `ownPrefix` holds what only we store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisKeySettings {
+    pub hooks: String,
+    pub hook_prefix: String,
+    pub mappings: String,
+    pub mapping_prefix: String,
+    pub user_maps: String,
+    pub user_map_prefix: String,
+    pub own_prefix: String,
+}
+
+impl Default for RedisKeySettings {
+    fn default() -> Self {
+        RedisKeySettings {
+            hooks: "bigbluebutton:webhooks:out:hooks".into(),
+            hook_prefix: "bigbluebutton:webhooks:out:hook".into(),
+            mappings: "bigbluebutton:webhooks:proc:mappings".into(),
+            mapping_prefix: "bigbluebutton:webhooks:proc:mapping".into(),
+            user_maps: "bigbluebutton:webhooks:proc:userMaps".into(),
+            user_map_prefix: "bigbluebutton:webhooks:proc:userMap".into(),
+            own_prefix: "bigbluebutton:webhooks:rs".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumAlgorithm {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl ChecksumAlgorithm {
+    pub const ALL: [ChecksumAlgorithm; 4] = [
+        ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Sha256,
+        ChecksumAlgorithm::Sha384,
+        ChecksumAlgorithm::Sha512,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Sha1 => "sha1",
+            ChecksumAlgorithm::Sha256 => "sha256",
+            ChecksumAlgorithm::Sha384 => "sha384",
+            ChecksumAlgorithm::Sha512 => "sha512",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Length of the lowercase hex digest: how the API tells which algorithm a client used.
+    pub fn hex_len(self) -> usize {
+        match self {
+            ChecksumAlgorithm::Sha1 => 40,
+            ChecksumAlgorithm::Sha256 => 64,
+            ChecksumAlgorithm::Sha384 => 96,
+            ChecksumAlgorithm::Sha512 => 128,
+        }
+    }
+
+    pub fn from_hex_len(len: usize) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.hex_len() == len)
+    }
+
+    /// Lowercase hex digest of the concatenated parts.
+    pub fn hex_digest(self, parts: &[&[u8]]) -> String {
+        use sha2::Digest;
+        fn run<D: Digest>(parts: &[&[u8]]) -> String {
+            let mut h = D::new();
+            for p in parts {
+                h.update(p);
+            }
+            hex(&h.finalize())
+        }
+        match self {
+            ChecksumAlgorithm::Sha1 => run::<sha1::Sha1>(parts),
+            ChecksumAlgorithm::Sha256 => run::<sha2::Sha256>(parts),
+            ChecksumAlgorithm::Sha384 => run::<sha2::Sha384>(parts),
+            ChecksumAlgorithm::Sha512 => run::<sha2::Sha512>(parts),
+        }
+    }
+}
+
+/// Lowercase hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiSettings {
+    pub bind: String,
+    pub port: u16,
+    pub supported_checksum_algorithms: Vec<ChecksumAlgorithm>,
+    /// Longest query string accepted; longer ones get an XML error.
+    pub max_query_bytes: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            bind: "127.0.0.1".into(),
+            port: 3005,
+            supported_checksum_algorithms: ChecksumAlgorithm::ALL.to_vec(),
+            max_query_bytes: 8192,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PermanentUrl {
+    pub url: String,
+    #[serde(default)]
+    pub get_raw: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct HookSettings {
+    #[serde(rename = "permanentURLs")]
+    pub permanent_urls: Vec<PermanentUrl>,
+    /// When non-empty, only these event ids are delivered (to every hook).
+    pub include_events: Vec<String>,
+    /// These event ids are never delivered.
+    pub exclude_events: Vec<String>,
+    /// Hash of the callback `checksum` parameter.
+    pub hook_checksum_algorithm: ChecksumAlgorithm,
+    /// Waits (ms) after the 1st, 2nd, … failed attempt.
+    pub retry_intervals: Vec<u64>,
+    /// Wait (ms) between attempts once `retryIntervals` is exhausted, for hooks that stay.
+    pub permanent_interval_reset: u64,
+    /// Bound (ms) of one attempt, connect included.
+    pub request_timeout: u64,
+    /// Most events in one callback when a backlog exists.
+    pub multi_event: usize,
+    /// Most events waiting per hook; beyond it the oldest is dropped.
+    pub queue_size: usize,
+    /// Remove a non-permanent hook whose retries are exhausted (the reference does).
+    pub remove_failed_hooks: bool,
+    /// When set, every callback carries a Standard Webhooks `webhook-signature`.
+    pub signing_secret: Option<Secret>,
+    /// Most hooks the API will register.
+    pub max_hooks: usize,
+    /// Longest `callbackURL` accepted.
+    pub max_callback_url_bytes: usize,
+    /// Most callback requests in flight at once, all hooks together.
+    pub max_concurrent_requests: usize,
+    /// Callback targets whose resolved address is in one of these CIDR blocks are refused.
+    pub deny_networks: Vec<String>,
+    /// When non-empty, only targets in these CIDR blocks are allowed (checked after `denyNetworks`).
+    pub allow_networks: Vec<String>,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        HookSettings {
+            permanent_urls: Vec::new(),
+            include_events: Vec::new(),
+            exclude_events: Vec::new(),
+            hook_checksum_algorithm: ChecksumAlgorithm::Sha1,
+            retry_intervals: vec![
+                100, 500, 1000, 2000, 4000, 8000, 10000, 30000, 60000, 60000, 60000, 60000,
+            ],
+            permanent_interval_reset: 60000,
+            request_timeout: 5000,
+            multi_event: 1,
+            queue_size: 10000,
+            remove_failed_hooks: true,
+            signing_secret: None,
+            max_hooks: 10000,
+            max_callback_url_bytes: 2048,
+            max_concurrent_requests: 256,
+            deny_networks: Vec::new(),
+            allow_networks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct MappingSettings {
+    /// How often (ms) expired meeting mappings are looked for.
+    pub cleanup_interval: u64,
+    /// Inactivity (ms) after which a meeting's mappings are forgotten.
+    pub timeout: u64,
+}
+
+impl Default for MappingSettings {
+    fn default() -> Self {
+        MappingSettings {
+            cleanup_interval: 10_000,
+            timeout: 604_800_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusSettings {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub collect_default_metrics: bool,
+}
+
+impl Default for PrometheusSettings {
+    fn default() -> Self {
+        PrometheusSettings {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 3004,
+            path: "/metrics".into(),
+            collect_default_metrics: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON lines unless standard output is a terminal.
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogSettings {
+    /// trace, debug, info, warn, error (pino's fatal and silent are accepted too).
+    pub level: String,
+    pub stdout: bool,
+    pub file: bool,
+    pub filename: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            stdout: true,
+            file: false,
+            filename: "/var/log/bbb-webhooks.log".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+impl Settings {
+    /// The shared secret; `load` guarantees it is set.
+    pub fn secret(&self) -> &str {
+        self.bbb
+            .shared_secret
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,76 @@
+//! Checks that need more than a type: each failure names the key and where its value came from.
+
+use super::{Cidr, ConfigError, LoadedConfig};
+
+const LOG_LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+
+pub(super) fn validate(config: &LoadedConfig) -> Result<(), ConfigError> {
+    let s = &config.settings;
+    let fail = |key: &str, message: String| ConfigError::Invalid {
+        key: key.to_string(),
+        origin: config.source_of(key),
+        message,
+    };
+
+    if s.bbb.shared_secret.as_ref().is_none_or(|x| x.expose().is_empty()) {
+        return Err(ConfigError::NoSecret);
+    }
+    if let Some(url) = &s.redis.url {
+        redis::Client::open(url.as_str())
+            .map_err(|e| fail("redis.url", format!("{url:?} is not a Redis URL: {e}")))?;
+    }
+    if s.redis.inbound_channels.is_empty() {
+        return Err(fail("redis.inboundChannels", "must name at least one channel".into()));
+    }
+    if s.api.bind.trim().is_empty() {
+        return Err(fail("api.bind", "must be an address to listen on".into()));
+    }
+    if s.api.supported_checksum_algorithms.is_empty() {
+        return Err(fail(
+            "api.supportedChecksumAlgorithms",
+            "must list at least one of sha1, sha256, sha384, sha512".into(),
+        ));
+    }
+    for (i, hook) in s.hooks.permanent_urls.iter().enumerate() {
+        let key = "hooks.permanentURLs";
+        let ok = url::Url::parse(&hook.url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !ok {
+            return Err(fail(
+                key,
+                format!("entry {i}: {:?} is not an absolute http(s) URL", hook.url),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("hooks.multiEvent", s.hooks.multi_event as u64),
+        ("hooks.queueSize", s.hooks.queue_size as u64),
+        ("hooks.requestTimeout", s.hooks.request_timeout),
+        ("hooks.maxConcurrentRequests", s.hooks.max_concurrent_requests as u64),
+        ("hooks.permanentIntervalReset", s.hooks.permanent_interval_reset),
+        ("mappings.cleanupInterval", s.mappings.cleanup_interval),
+        ("mappings.timeout", s.mappings.timeout),
+    ] {
+        if value == 0 {
+            return Err(fail(key, "must be at least 1".into()));
+        }
+    }
+    for (key, list) in [
+        ("hooks.denyNetworks", &s.hooks.deny_networks),
+        ("hooks.allowNetworks", &s.hooks.allow_networks),
+    ] {
+        for item in list {
+            item.parse::<Cidr>().map_err(|e| fail(key, e))?;
+        }
+    }
+    if !LOG_LEVELS.contains(&s.log.level.to_ascii_lowercase().as_str()) {
+        return Err(fail(
+            "log.level",
+            format!("{:?} is not one of {}", s.log.level, LOG_LEVELS.join(", ")),
+        ));
+    }
+    if !s.prometheus.path.starts_with('/') {
+        return Err(fail("prometheus.path", "must start with /".into()));
+    }
+    Ok(())
+}

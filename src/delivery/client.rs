@@ -1,0 +1,221 @@
+//! The one HTTP client every hook shares: keep-alive pools per host, a bound per attempt
+//! (connect included), redirects 307/308 followed with the same method and body (at most 5),
+//! anything else a failure, and the optional SSRF guard on resolved addresses.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::redirect::Policy;
+
+use super::request::Callback;
+use crate::config::{Cidr, Settings};
+
+const MAX_REDIRECTS: usize = 5;
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx, or 401 (the receiver refused it; retrying cannot help — as the reference).
+    Delivered(u16),
+    /// 410: the receiver wants no more; a non-permanent hook is removed.
+    Gone,
+    /// Anything else; `reason` is the status code or an error kind, as the reference's metric.
+    Failed { reason: String },
+}
+
+/// Which addresses callbacks may reach.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkGuard {
+    deny: Vec<Cidr>,
+    allow: Vec<Cidr>,
+}
+
+impl NetworkGuard {
+    pub fn new(deny: &[String], allow: &[String]) -> Self {
+        let parse = |list: &[String]| list.iter().filter_map(|c| c.parse().ok()).collect();
+        NetworkGuard {
+            deny: parse(deny),
+            allow: parse(allow),
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        !self.deny.is_empty() || !self.allow.is_empty()
+    }
+
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        if self.deny.iter().any(|c| c.contains(ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// Resolves names and keeps only the addresses the guard permits.
+struct GuardedResolver(Arc<NetworkGuard>);
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let guard = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| guard.permits(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host}: no address allowed by hooks.denyNetworks/allowNetworks").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct CallbackClient {
+    http: reqwest::Client,
+    timeout: Duration,
+    guard: Arc<NetworkGuard>,
+}
+
+impl CallbackClient {
+    pub fn new(settings: &Settings) -> Result<Self, reqwest::Error> {
+        let timeout = Duration::from_millis(settings.hooks.request_timeout);
+        let guard = Arc::new(NetworkGuard::new(
+            &settings.hooks.deny_networks,
+            &settings.hooks.allow_networks,
+        ));
+        let policy_guard = guard.clone();
+        let policy = Policy::custom(move |attempt| {
+            let status = attempt.status().as_u16();
+            if !matches!(status, 307 | 308) || attempt.previous().len() > MAX_REDIRECTS {
+                return attempt.stop();
+            }
+            if let Some(Ok(ip)) = attempt.url().host_str().map(|h| h.trim_matches(['[', ']']).parse::<IpAddr>())
+                && !policy_guard.permits(ip)
+            {
+                return attempt.stop();
+            }
+            attempt.follow()
+        });
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("bbb-webhooks/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .redirect(policy);
+        if guard.is_active() {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver(guard.clone())));
+        }
+        Ok(CallbackClient {
+            http: builder.build()?,
+            timeout,
+            guard,
+        })
+    }
+
+    /// One attempt. Never panics, whatever the receiver does.
+    pub async fn send(&self, callback: &Callback) -> Outcome {
+        let url = match reqwest::Url::parse(&callback.url) {
+            Ok(u) => u,
+            Err(_) => {
+                return Outcome::Failed {
+                    reason: "invalid URL".into(),
+                };
+            }
+        };
+        if let Some(Ok(ip)) = url.host_str().map(|h| h.trim_matches(['[', ']']).parse::<IpAddr>())
+            && !self.guard.permits(ip)
+        {
+            return Outcome::Failed {
+                reason: "address not allowed".into(),
+            };
+        }
+        let mut request = self
+            .http
+            .post(url)
+            .timeout(self.timeout)
+            .body(callback.body.clone());
+        for (name, value) in &callback.headers {
+            request = request.header(*name, value);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                // Read (and drop) the body so the connection can be reused; its fate does not
+                // change the outcome.
+                let _ = response.bytes().await;
+                classify(status)
+            }
+            Err(e) => Outcome::Failed {
+                reason: error_reason(&e),
+            },
+        }
+    }
+}
+
+pub fn classify(status: u16) -> Outcome {
+    match status {
+        200..=299 | 401 => Outcome::Delivered(status),
+        410 => Outcome::Gone,
+        other => Outcome::Failed {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// A short, stable reason for a transport error, like the errno codes the reference reports.
+fn error_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timeout".into();
+    }
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "ECONNREFUSED".into(),
+                std::io::ErrorKind::ConnectionReset => "ECONNRESET".into(),
+                std::io::ErrorKind::TimedOut => "ETIMEDOUT".into(),
+                std::io::ErrorKind::ConnectionAborted => "ECONNABORTED".into(),
+                _ => "io error".into(),
+            };
+        }
+        source = err.source();
+    }
+    if e.is_connect() {
+        "connect error".into()
+    } else if e.is_redirect() {
+        "too many redirects".into()
+    } else {
+        "unknown".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_by_status() {
+        assert_eq!(classify(200), Outcome::Delivered(200));
+        assert_eq!(classify(204), Outcome::Delivered(204));
+        assert_eq!(classify(401), Outcome::Delivered(401));
+        assert_eq!(classify(410), Outcome::Gone);
+        assert_eq!(classify(302), Outcome::Failed { reason: "302".into() });
+        assert_eq!(classify(500), Outcome::Failed { reason: "500".into() });
+    }
+
+    #[test]
+    fn guard_denies_then_allows() {
+        let g = NetworkGuard::new(&["10.0.0.0/8".into()], &[]);
+        assert!(!g.permits("10.1.1.1".parse().unwrap()));
+        assert!(g.permits("8.8.8.8".parse().unwrap()));
+        let only = NetworkGuard::new(&[], &["192.168.0.0/16".into()]);
+        assert!(only.permits("192.168.3.4".parse().unwrap()));
+        assert!(!only.permits("127.0.0.1".parse().unwrap()));
+        assert!(!NetworkGuard::default().is_active());
+    }
+}

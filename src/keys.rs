@@ -1,0 +1,89 @@
+//! Every Redis key this service reads or writes, in one place.
+//!
+//! | data | key | type | shared with bbb-webhooks 3.x |
+//! | --- | --- | --- | --- |
+//! | hook ids | `redis.keys.hooks` (`bigbluebutton:webhooks:out:hooks`) | SET | yes |
+//! | one hook | `redis.keys.hookPrefix:<id>` | HASH | yes |
+//! | meeting mapping ids | `redis.keys.mappings` (`bigbluebutton:webhooks:proc:mappings`) | SET | yes |
+//! | one meeting mapping | `redis.keys.mappingPrefix:<uuid>` | HASH | yes |
+//! | user mapping ids | `redis.keys.userMaps` (`bigbluebutton:webhooks:proc:userMaps`) | SET | yes |
+//! | one user mapping | `redis.keys.userMapPrefix:<uuid>` | HASH | yes |
+//! | a hook's pending deliveries | `<ownPrefix>:queue:<hookId>` | STREAM | no |
+//! | a hook's retry state for the head of its queue | `<ownPrefix>:attempt:<hookId>` | HASH | no |
+//!
+//! `ownPrefix` defaults to `bigbluebutton:webhooks:rs`; it never collides with the 2.x
+//! `bigbluebutton:webhooks:events:<id>` lists. Tests give every key a prefix of their own.
+
+use crate::config::RedisKeySettings;
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    names: RedisKeySettings,
+}
+
+impl Keys {
+    pub fn new(names: &RedisKeySettings) -> Self {
+        Keys {
+            names: names.clone(),
+        }
+    }
+
+    pub fn hooks(&self) -> &str {
+        &self.names.hooks
+    }
+
+    pub fn hook(&self, id: &str) -> String {
+        format!("{}:{id}", self.names.hook_prefix)
+    }
+
+    pub fn meetings(&self) -> &str {
+        &self.names.mappings
+    }
+
+    pub fn meeting(&self, mapping_id: &str) -> String {
+        format!("{}:{mapping_id}", self.names.mapping_prefix)
+    }
+
+    pub fn users(&self) -> &str {
+        &self.names.user_maps
+    }
+
+    pub fn user(&self, mapping_id: &str) -> String {
+        format!("{}:{mapping_id}", self.names.user_map_prefix)
+    }
+
+    pub fn queue(&self, hook_id: &str) -> String {
+        format!("{}:queue:{hook_id}", self.names.own_prefix)
+    }
+
+    /// `SCAN` pattern matching every queue, to find queues whose hook is gone.
+    pub fn queue_pattern(&self) -> String {
+        format!("{}:queue:*", self.names.own_prefix)
+    }
+
+    /// The hook id inside a queue key.
+    pub fn hook_of_queue<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(&self.names.own_prefix)?
+            .strip_prefix(":queue:")
+    }
+
+    pub fn attempt(&self, hook_id: &str) -> String {
+        format!("{}:attempt:{hook_id}", self.names.own_prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_names_by_default() {
+        let k = Keys::new(&RedisKeySettings::default());
+        assert_eq!(k.hook("x"), "bigbluebutton:webhooks:out:hook:x");
+        assert_eq!(k.meeting("m"), "bigbluebutton:webhooks:proc:mapping:m");
+        assert_eq!(k.user("u"), "bigbluebutton:webhooks:proc:userMap:u");
+        let q = k.queue("h1");
+        assert_eq!(q, "bigbluebutton:webhooks:rs:queue:h1");
+        assert_eq!(k.hook_of_queue(&q), Some("h1"));
+    }
+}

@@ -1,0 +1,117 @@
+//! `bbb-webhooks`: the command line. Thin: parse, load the configuration, hand over.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use bbb_webhooks::config::{self, ConfigSources};
+use bbb_webhooks::{app, cli, logging};
+
+#[derive(Parser)]
+#[command(name = "bbb-webhooks", version, about = "Webhooks for BigBlueButton: Redis events in, signed HTTP callbacks out")]
+struct Cli {
+    /// Configuration file (YAML; ours or a bbb-webhooks 3.x one). Without it:
+    /// /etc/bigbluebutton/bbb-webhooks/{default,production,config}.yml when present.
+    #[arg(long, short, global = true, env = "BBB_WEBHOOKS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default): subscribe, map, deliver, serve the hooks API.
+    Serve,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the events that raw BigBlueButton messages (one JSON per line) become.
+    Map {
+        /// File of messages; standard input when absent.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted) and where each value came from;
+    /// exit non-zero when it is invalid.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bbb-webhooks: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let loaded = config::load(&ConfigSources::from_process(cli.config))?;
+            cli::config_check::print(&loaded, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Map { file } => {
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            let failures = match file {
+                Some(path) => {
+                    let f = std::fs::File::open(&path)
+                        .with_context(|| format!("cannot open {}", path.display()))?;
+                    cli::map::run(&mut std::io::BufReader::new(f), &mut stdout.lock(), &mut stderr.lock())?
+                }
+                None => cli::map::run(&mut std::io::stdin().lock(), &mut stdout.lock(), &mut stderr.lock())?,
+            };
+            Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+    }
+}
+
+fn serve(config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(&ConfigSources::from_process(config_file))?;
+    logging::init(&loaded.settings.log).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let app = app::start(loaded).await?;
+        tracing::info!(version = bbb_webhooks::VERSION, "bbb-webhooks started");
+        let token = app.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: shutting down");
+            token.cancel();
+        });
+        app.wait().await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,254 @@
+//! Prometheus metrics: the reference's names and labels, plus ours.
+//!
+//! The reference (prom-client 14) exposes counters without a `_total` suffix; those names are
+//! kept exactly so existing dashboards keep working. Metrics that only this service has follow
+//! the usual conventions (`_total`, `_seconds`). Every metric lives in the [`Metrics`] of one
+//! running app, so tests that start several apps see their own counts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    // --- the reference's ---
+    pub module_status: IntGaugeVec,
+    pub event_process_failures: IntCounter,
+    pub event_dispatch_failures: IntCounterVec,
+    pub meeting_mappings: IntGauge,
+    pub user_mappings: IntGauge,
+    pub api_requests: IntCounterVec,
+    pub registered_hooks: IntGaugeVec,
+    pub hook_failures: IntCounterVec,
+    pub processed_events: IntCounterVec,
+    // --- ours ---
+    pub messages_received: IntCounter,
+    pub messages_ignored: IntCounterVec,
+    pub messages_malformed: IntCounterVec,
+    pub events_mapped: IntCounterVec,
+    pub queue_depth: IntGaugeVec,
+    pub queue_dropped: IntCounterVec,
+    pub delivery_latency: Histogram,
+    pub delivery_retries: IntCounter,
+    pub deliveries_in_flight: IntGauge,
+    pub hooks_removed: IntCounterVec,
+    pub redis_reconnects: IntCounterVec,
+    pub api_checksum_failures: IntCounter,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Metrics {
+    pub fn new(collect_process_metrics: bool) -> Arc<Metrics> {
+        let r = Registry::new();
+        if collect_process_metrics {
+            let pc = prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "bbb_webhooks",
+            );
+            // Only fails where /proc is missing; the metrics are then simply absent.
+            let _ = r.register(Box::new(pc));
+        }
+        let delivery_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "bbb_webhooks_delivery_latency_seconds",
+                "Time from an event entering a hook's queue to its successful delivery",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(delivery_latency.clone()))
+            .expect("unique metric");
+
+        Arc::new(Metrics {
+            module_status: gauge_vec(
+                &r,
+                "bbb_webhooks_module_status",
+                "1 when the module runs, 0 when it failed",
+                &["module", "moduleType"],
+            ),
+            event_process_failures: counter(
+                &r,
+                "bbb_webhooks_event_process_failures",
+                "Input messages that could not be processed",
+            ),
+            event_dispatch_failures: counter_vec(
+                &r,
+                "bbb_webhooks_event_dispatch_failures",
+                "Events that could not be handed to an output",
+                &["outputEventId", "module"],
+            ),
+            meeting_mappings: gauge(
+                &r,
+                "bbb_webhooks_meeting_mappings",
+                "Meeting id mappings in memory",
+            ),
+            user_mappings: gauge(&r, "bbb_webhooks_user_mappings", "User id mappings in memory"),
+            api_requests: counter_vec(
+                &r,
+                "bbb_webhooks_out_hooks_api_requests",
+                "Hooks API calls",
+                &["method", "path", "statusCode", "returncode", "messageKey"],
+            ),
+            registered_hooks: gauge_vec(
+                &r,
+                "bbb_webhooks_out_hooks_registered_hooks",
+                "Registered hooks",
+                &["callbackURL", "permanent", "getRaw", "enabled"],
+            ),
+            hook_failures: counter_vec(
+                &r,
+                "bbb_webhooks_out_hooks_hook_failures",
+                "Failed callback attempts and give-ups",
+                &["callbackURL", "reason", "eventId"],
+            ),
+            processed_events: counter_vec(
+                &r,
+                "bbb_webhooks_out_hooks_processed_events",
+                "Events delivered successfully",
+                &["eventId", "callbackURL"],
+            ),
+            messages_received: counter(
+                &r,
+                "bbb_webhooks_messages_received_total",
+                "Messages received on the Redis channels",
+            ),
+            messages_ignored: counter_vec(
+                &r,
+                "bbb_webhooks_messages_ignored_total",
+                "Well-formed messages that produce no event",
+                &["reason"],
+            ),
+            messages_malformed: counter_vec(
+                &r,
+                "bbb_webhooks_messages_malformed_total",
+                "Messages that could not be parsed or lack required fields",
+                &["reason"],
+            ),
+            events_mapped: counter_vec(
+                &r,
+                "bbb_webhooks_events_mapped_total",
+                "Events produced by the mapper",
+                &["event"],
+            ),
+            queue_depth: gauge_vec(
+                &r,
+                "bbb_webhooks_queue_depth",
+                "Events waiting in a hook's queue",
+                &["hook"],
+            ),
+            queue_dropped: counter_vec(
+                &r,
+                "bbb_webhooks_queue_dropped_total",
+                "Events dropped because a hook's queue was full (oldest first)",
+                &["hook"],
+            ),
+            delivery_latency,
+            delivery_retries: counter(
+                &r,
+                "bbb_webhooks_delivery_retries_total",
+                "Callback attempts after a failed one",
+            ),
+            deliveries_in_flight: gauge(
+                &r,
+                "bbb_webhooks_deliveries_in_flight",
+                "Callback requests under way",
+            ),
+            hooks_removed: counter_vec(
+                &r,
+                "bbb_webhooks_hooks_removed_total",
+                "Hooks removed, by reason",
+                &["reason"],
+            ),
+            redis_reconnects: counter_vec(
+                &r,
+                "bbb_webhooks_redis_reconnects_total",
+                "Redis connections re-established after a failure",
+                &["connection"],
+            ),
+            api_checksum_failures: counter(
+                &r,
+                "bbb_webhooks_api_checksum_failures_total",
+                "Hooks API calls refused for their checksum",
+            ),
+            registry: r,
+        })
+    }
+
+    /// The Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Serves `GET <path>` on its own address, as the reference does.
+pub async fn serve(
+    metrics: Arc<Metrics>,
+    addr: SocketAddr,
+    path: String,
+    before_render: Arc<dyn Fn() + Send + Sync>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    use axum::http::{StatusCode, Uri, header};
+    use axum::response::IntoResponse;
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let metrics = metrics.clone();
+        let path = path.clone();
+        let before_render = before_render.clone();
+        async move {
+            if uri.path() != path || uri.query().is_some() {
+                return (StatusCode::NOT_FOUND, "Not found").into_response();
+            }
+            before_render();
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                metrics.render(),
+            )
+                .into_response()
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    });
+    Ok(local)
+}

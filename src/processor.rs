@@ -1,0 +1,216 @@
+//! The processor: takes raw messages in arrival order, maps them, routes the events and writes
+//! each delivery to its hook's queue, together with the state changes, in one Redis round trip
+//! per batch. Only then are the hooks' workers woken.
+//!
+//! Messages are taken in batches (whatever arrived while the previous batch was written), so
+//! throughput grows with load while each message still waits at most one round trip. A batch that
+//! Redis refuses is retried, not dropped: the subscriber keeps buffering meanwhile. Every few
+//! seconds it also expires inactive meetings and stores meeting activity.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::config::Settings;
+use crate::delivery::Notifier;
+use crate::hooks::HookRegistry;
+use crate::input::RawMessage;
+use crate::logging::RateLimit;
+use crate::mapping::{MapError, Mapper};
+use crate::metrics::Metrics;
+use crate::queue::DeliveryQueue;
+use crate::routing::{Filters, route};
+use crate::state::{State, StateStore};
+
+/// Most messages taken into one batch.
+const BATCH: usize = 1024;
+/// Meeting activity is stored when it moved by at least this much.
+const ACTIVITY_STEP_MS: u64 = 60_000;
+
+static MALFORMED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
+static IGNORED_LOG: RateLimit = RateLimit::new(Duration::from_secs(60));
+static DROPPED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
+
+pub struct Processor {
+    settings: Arc<Settings>,
+    mapper: Mapper,
+    store: StateStore,
+    registry: Arc<HookRegistry>,
+    queue: DeliveryQueue,
+    notifier: Notifier,
+    metrics: Arc<Metrics>,
+    filters: Filters,
+}
+
+impl Processor {
+    pub fn new(
+        settings: Arc<Settings>,
+        state: State,
+        store: StateStore,
+        registry: Arc<HookRegistry>,
+        queue: DeliveryQueue,
+        notifier: Notifier,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let filters = Filters::new(&settings.hooks.include_events, &settings.hooks.exclude_events);
+        Processor {
+            settings,
+            mapper: Mapper::new(state),
+            store,
+            registry,
+            queue,
+            notifier,
+            metrics,
+            filters,
+        }
+    }
+
+    /// Runs until the input side closes, then writes what it still has.
+    pub async fn run(mut self, mut rx: UnboundedReceiver<RawMessage>) {
+        let mut housekeeping =
+            tokio::time::interval(Duration::from_millis(self.settings.mappings.cleanup_interval));
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.process(std::mem::take(&mut batch)).await;
+                }
+                _ = housekeeping.tick() => self.housekeeping().await,
+            }
+        }
+        self.store_activity(0).await;
+    }
+
+    async fn process(&mut self, batch: Vec<RawMessage>) {
+        let m = self.metrics.clone();
+        let gate = self.queue.enqueue_gate().await;
+        let hooks = self.registry.snapshot();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut queued: HashMap<String, i64> = HashMap::new();
+        for raw in &batch {
+            m.messages_received.inc();
+            let events = match self.mapper.map(&raw.payload, raw.received_at) {
+                Ok(events) => events,
+                Err(e) => {
+                    self.count_failure(&e, raw);
+                    continue;
+                }
+            };
+            if events.is_empty() {
+                m.messages_ignored.with_label_values(&["no_event"]).inc();
+            }
+            for event in &events {
+                m.events_mapped.with_label_values(&[event.id]).inc();
+                for (hook, payload) in route(event, &hooks, &self.filters) {
+                    self.queue.append(&mut pipe, &hook.id, event.id, payload);
+                    *queued.entry(hook.id.clone()).or_default() += 1;
+                }
+            }
+        }
+        let changes = self.mapper.state.take_journal();
+        self.store
+            .append_changes(&mut pipe, &self.mapper.state, &changes);
+        self.write(&pipe).await;
+        drop(gate);
+        self.wake(queued);
+        let (meetings, users) = self.mapper.state.counts();
+        m.meeting_mappings.set(meetings as i64);
+        m.user_mappings.set(users as i64);
+    }
+
+    fn count_failure(&self, e: &MapError, raw: &RawMessage) {
+        let m = &self.metrics;
+        if e.is_malformed() {
+            m.messages_malformed.with_label_values(&[e.reason()]).inc();
+            m.event_process_failures.inc();
+            if let Some(held_back) = MALFORMED_LOG.check() {
+                tracing::warn!(channel = %raw.channel, error = %e, similar_held_back = held_back, "skipping a message");
+            }
+        } else {
+            m.messages_ignored.with_label_values(&["unknown_name"]).inc();
+            if let Some(held_back) = IGNORED_LOG.check() {
+                tracing::debug!(channel = %raw.channel, error = %e, similar_held_back = held_back, "ignoring a message");
+            }
+        }
+    }
+
+    /// Sends the batch's writes, retrying until Redis takes them.
+    async fn write(&self, pipe: &redis::Pipeline) {
+        if pipe.cmd_iter().next().is_none() {
+            return;
+        }
+        let mut conn = self.queue.connection();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match pipe.query_async::<()>(&mut conn).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot write to Redis; holding the batch and retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Wakes the workers of the hooks that got something and accounts for what a full queue
+    /// dropped.
+    fn wake(&self, queued: HashMap<String, i64>) {
+        let max = self.queue.max_len() as i64;
+        for (hook, added) in queued {
+            let signal = self.notifier.signal(&hook);
+            let depth = signal.depth.fetch_add(added, Ordering::Relaxed) + added;
+            if depth > max {
+                let dropped = depth - max;
+                signal.depth.fetch_sub(dropped, Ordering::Relaxed);
+                self.metrics
+                    .queue_dropped
+                    .with_label_values(&[&hook])
+                    .inc_by(dropped as u64);
+                if let Some(held_back) = DROPPED_LOG.check() {
+                    tracing::warn!(hook = %hook, dropped, queue_size = max, similar_held_back = held_back, "queue full: dropped the oldest events");
+                }
+            }
+            self.metrics
+                .queue_depth
+                .with_label_values(&[&hook])
+                .set(depth.min(max));
+            signal.wake.notify_one();
+        }
+    }
+
+    async fn housekeeping(&mut self) {
+        let now = crate::time::now_ms();
+        let expired = self
+            .mapper
+            .state
+            .expire(now, self.settings.mappings.timeout);
+        if expired > 0 {
+            tracing::info!(meetings = expired, "forgot inactive meetings");
+        }
+        self.store_activity(ACTIVITY_STEP_MS).await;
+    }
+
+    /// Writes expired mappings and meeting activity that moved by `min_step` ms or more.
+    async fn store_activity(&mut self, min_step: u64) {
+        let mut pipe = redis::pipe();
+        let changes = self.mapper.state.take_journal();
+        self.store
+            .append_changes(&mut pipe, &self.mapper.state, &changes);
+        let activity = self.mapper.state.activity_to_store(min_step);
+        self.store.append_activity(&mut pipe, &activity);
+        if pipe.cmd_iter().next().is_some() {
+            let mut conn = self.queue.connection();
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::warn!(error = %e, "cannot store meeting activity now; will try later");
+            }
+        }
+    }
+}
