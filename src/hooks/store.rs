@@ -38,6 +38,9 @@ impl HookStore {
     pub async fn load_all(&self) -> redis::RedisResult<(Vec<Hook>, Vec<UnreadableHook>)> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = conn.smembers(self.keys.hooks()).await?;
+        if ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hgetall(self.keys.hook(id));

@@ -1,0 +1,477 @@
+//! Shared test helpers: an isolated environment (own Redis keys and channels), the app started on
+//! ephemeral ports, a signed API client, and a recording HTTP receiver.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use bbb_webhooks::app::{self, RunningApp};
+use bbb_webhooks::config::{ChecksumAlgorithm, LoadedConfig};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+pub const SECRET: &str = "testsecret";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// One test's private corner of Redis: every key and channel carries `prefix`.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub prefix: String,
+    pub channel: String,
+    pub redis_url: String,
+    /// Extra config overrides (dotted key → value).
+    pub overrides: Vec<(String, Value)>,
+}
+
+impl Env {
+    pub fn new(name: &str) -> Env {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let prefix = format!("test:{name}:{}", &id[..12]);
+        Env {
+            channel: format!("{prefix}:channel"),
+            prefix,
+            redis_url: REDIS_URL.to_string(),
+            overrides: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> Env {
+        self.overrides.push((key.to_string(), value));
+        self
+    }
+
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.prefix)
+    }
+
+    /// The reference's key names under this test's prefix.
+    pub fn hooks_set(&self) -> String {
+        self.key("out:hooks")
+    }
+    pub fn hook_key(&self, id: &str) -> String {
+        format!("{}:{id}", self.key("out:hook"))
+    }
+
+    pub fn config(&self) -> LoadedConfig {
+        let mut overrides: Vec<(String, Value)> = vec![
+            ("bbb.sharedSecret".into(), json!(SECRET)),
+            ("bbb.serverDomain".into(), json!("bbb.test.local")),
+            ("api.port".into(), json!(0)),
+            ("redis.url".into(), json!(self.redis_url)),
+            ("redis.inboundChannels".into(), json!([self.channel])),
+            ("redis.keys.hooks".into(), json!(self.hooks_set())),
+            ("redis.keys.hookPrefix".into(), json!(self.key("out:hook"))),
+            ("redis.keys.mappings".into(), json!(self.key("proc:mappings"))),
+            ("redis.keys.mappingPrefix".into(), json!(self.key("proc:mapping"))),
+            ("redis.keys.userMaps".into(), json!(self.key("proc:userMaps"))),
+            ("redis.keys.userMapPrefix".into(), json!(self.key("proc:userMap"))),
+            ("redis.keys.ownPrefix".into(), json!(self.key("rs"))),
+            ("hooks.retryIntervals".into(), json!([50, 100, 200])),
+            ("hooks.permanentIntervalReset".into(), json!(300)),
+            ("hooks.requestTimeout".into(), json!(1000)),
+            ("mappings.cleanupInterval".into(), json!(200)),
+        ];
+        overrides.extend(self.overrides.iter().cloned());
+        let refs: Vec<(&str, Value)> = overrides.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        LoadedConfig::with_overrides(&refs).expect("test config is valid")
+    }
+
+    /// Starts the app and waits until it is ready.
+    pub async fn start(&self) -> TestApp {
+        init_logs();
+        let app = app::start(self.config()).await.expect("app starts");
+        assert!(app.ready(Duration::from_secs(10)).await, "app became ready");
+        TestApp {
+            base: format!("http://{}", app.api_addr),
+            app,
+        }
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Publishes each message on this test's channel, in order.
+    pub async fn publish<S: AsRef<str>>(&self, messages: &[S]) {
+        let mut conn = self.redis().await;
+        for m in messages {
+            let _: i64 = conn.publish(&self.channel, m.as_ref()).await.unwrap();
+        }
+    }
+
+    /// Deletes every key this test created.
+    pub async fn cleanup(&self) {
+        let mut conn = self.redis().await;
+        let keys: Vec<String> = conn.keys(format!("{}*", self.prefix)).await.unwrap_or_default();
+        if !keys.is_empty() {
+            let _: () = conn.del(keys).await.unwrap_or(());
+        }
+    }
+}
+
+pub struct TestApp {
+    pub app: RunningApp,
+    pub base: String,
+}
+
+impl TestApp {
+    /// A signed hooks API call (sha1); returns (HTTP status, body).
+    pub async fn api(&self, call: &str, query: &str) -> (u16, String) {
+        self.api_with(call, query, ChecksumAlgorithm::Sha1).await
+    }
+
+    pub async fn api_with(&self, call: &str, query: &str, alg: ChecksumAlgorithm) -> (u16, String) {
+        let checksum = bbb_webhooks::api::checksum::sign(&format!("hooks/{call}"), query, SECRET, alg);
+        let sep = if query.is_empty() { "" } else { "&" };
+        self.get(&format!("/bigbluebutton/api/hooks/{call}?{query}{sep}checksum={checksum}"))
+            .await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> (u16, String) {
+        let r = reqwest::get(format!("{}{path_and_query}", self.base))
+            .await
+            .expect("API answers");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    }
+
+    /// Registers a hook for `url` with extra query parameters; returns its id.
+    pub async fn create_hook(&self, url: &str, extra: &str) -> String {
+        let query = format!("callbackURL={}{extra}", encode(url));
+        let (_, body) = self.api("create", &query).await;
+        extract(&body, "hookID").unwrap_or_else(|| panic!("no hookID in {body}"))
+    }
+
+    pub async fn stop(self) {
+        self.app.shutdown().await;
+    }
+}
+
+pub fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The text of the first `<tag>…</tag>`.
+pub fn extract(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_string())
+}
+
+/// Every hook id in a list answer, in order.
+pub fn hook_ids(xml: &str) -> Vec<String> {
+    xml.split("<hookID>")
+        .skip(1)
+        .filter_map(|s| s.split("</hookID>").next().map(String::from))
+        .collect()
+}
+
+/// Logs to the test's output when `RUST_LOG` is set.
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+// --- The recording receiver ------------------------------------------------------------------
+
+/// One request as the receiver saw it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    /// Path and query, as sent.
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.body.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.form().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// The `event` field's JSON array.
+    pub fn events(&self) -> Vec<Value> {
+        self.field("event")
+            .and_then(|e| serde_json::from_str::<Vec<Value>>(&e).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    }
+}
+
+/// What the receiver answers to the n-th request (0-based) on a path.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub delay: Duration,
+    pub location: Option<String>,
+}
+
+impl Reply {
+    pub fn ok() -> Reply {
+        Reply::status(200)
+    }
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            delay: Duration::ZERO,
+            location: None,
+        }
+    }
+    pub fn delayed(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+    pub fn redirect(status: u16, location: &str) -> Reply {
+        Reply {
+            status,
+            delay: Duration::ZERO,
+            location: Some(location.to_string()),
+        }
+    }
+}
+
+type Behavior = Arc<dyn Fn(&str, usize) -> Reply + Send + Sync>;
+
+struct ReceiverState {
+    received: Mutex<Vec<Received>>,
+    notify: Notify,
+    behavior: Behavior,
+}
+
+/// An HTTP server on loopback that records every request and answers as told.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Answers 200 to everything.
+    pub async fn start() -> Receiver {
+        Receiver::with(|_, _| Reply::ok()).await
+    }
+
+    /// `behavior(path, n)` decides the answer to the n-th request on `path`.
+    pub async fn with(behavior: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Receiver::on(listener, Arc::new(behavior)).await
+    }
+
+    async fn on(listener: tokio::net::TcpListener, behavior: Behavior) -> Receiver {
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(ReceiverState {
+            received: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+            behavior,
+        });
+        let app = axum::Router::new().fallback(record).with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, state, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Requests whose path starts with `path`.
+    pub fn received_on(&self, path: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.uri.starts_with(path))
+            .collect()
+    }
+
+    /// Waits until `count` requests on `path` arrived (or panics after `timeout`).
+    pub async fn wait_for(&self, path: &str, count: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.notify.notified();
+            let got = self.received_on(path);
+            if got.len() >= count {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let got = self.received_on(path);
+                assert!(
+                    got.len() >= count,
+                    "expected {count} requests on {path}, got {}",
+                    got.len()
+                );
+                return got;
+            }
+        }
+    }
+
+    /// Every event delivered on `path`, in order of arrival.
+    pub fn events_on(&self, path: &str) -> Vec<Value> {
+        self.received_on(path)
+            .iter()
+            .flat_map(|r| r.events())
+            .collect()
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn record(
+    State(state): State<Arc<ReceiverState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let path = uri.path().to_string();
+    let n = {
+        let mut r = state.received.lock().unwrap();
+        let n = r.iter().filter(|x| x.uri.split('?').next() == Some(&path)).count();
+        r.push(Received {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            at: Instant::now(),
+        });
+        n
+    };
+    state.notify.notify_waiters();
+    let reply = (state.behavior)(&path, n);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let status = StatusCode::from_u16(reply.status).unwrap();
+    match reply.location {
+        Some(l) => (status, [("location", l)], "").into_response(),
+        None => (status, "{\"status\":\"OK\"}").into_response(),
+    }
+}
+
+/// Polls `check` every 20 ms until it is true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Lines of a fixture file (`tests/fixtures/…` or `../shared/fixtures/…`).
+pub fn fixture_lines(path: &str) -> Vec<String> {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full)
+        .unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A 2.x message with this test's ids: `name`, meeting `meeting`, user `user`, `body`.
+pub fn msg(name: &str, meeting: &str, user: &str, body: Value) -> String {
+    json!({
+        "envelope": {"name": name, "routing": {"msgType": "BROADCAST_TO_MEETING", "meetingId": meeting, "userId": user}, "timestamp": bbb_webhooks::time::now_ms()},
+        "core": {"header": {"name": name, "meetingId": meeting, "userId": user}, "body": body}
+    })
+    .to_string()
+}
+
+pub fn meeting_created(internal: &str, external: &str) -> String {
+    json!({
+        "envelope": {"name": "MeetingCreatedEvtMsg", "routing": {"sender": "bbb-apps-akka"}, "timestamp": bbb_webhooks::time::now_ms()},
+        "core": {"header": {"name": "MeetingCreatedEvtMsg"}, "body": {"props": {
+            "meetingProp": {"name": external, "extId": external, "intId": internal, "isBreakout": false},
+            "durationProps": {"duration": 0, "createdTime": 1, "createdDate": "x"},
+            "password": {"moderatorPass": "mp", "viewerPass": "ap"},
+            "recordProp": {"record": false},
+            "voiceProp": {"voiceConf": "70000", "dialNumber": "000"},
+            "usersProp": {"maxUsers": 0},
+            "metadataProp": {"metadata": {}}
+        }}}
+    })
+    .to_string()
+}
+
+pub fn user_joined(meeting: &str, user: &str, ext: &str) -> String {
+    msg(
+        "UserJoinedMeetingEvtMsg",
+        meeting,
+        user,
+        json!({"intId": user, "extId": ext, "name": format!("User {user}"), "role": "VIEWER", "guest": false, "presenter": false}),
+    )
+}
+
+pub fn chat(meeting: &str, user: &str, text: &str) -> String {
+    msg(
+        "GroupChatMessageBroadcastEvtMsg",
+        meeting,
+        user,
+        json!({"chatId": "MAIN-PUBLIC-GROUP-CHAT", "msg": {"id": format!("m-{text}"), "timestamp": 1, "sender": {"id": user, "name": "U"}, "message": text}}),
+    )
+}
+
+pub fn meeting_destroyed(meeting: &str) -> String {
+    json!({
+        "envelope": {"name": "MeetingDestroyedEvtMsg", "routing": {"sender": "bbb-apps-akka"}, "timestamp": bbb_webhooks::time::now_ms()},
+        "core": {"header": {"name": "MeetingDestroyedEvtMsg"}, "body": {"meetingId": meeting}}
+    })
+    .to_string()
+}
+
+/// The event ids of a list of events.
+pub fn ids(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["data"]["id"].as_str().unwrap_or("?").to_string())
+        .collect()
+}

@@ -1,0 +1,7 @@
+//! Integration tests: one binary (link time matters on 2 cores), one module per area.
+//! Every test talks to the real Redis on 127.0.0.1:6379 (or a private one it starts) and to real
+//! HTTP receivers on loopback, under its own key prefix and channel names.
+
+mod api;
+mod helpers;
+mod private_redis;
