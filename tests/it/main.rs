@@ -3,5 +3,6 @@
 //! HTTP receivers on loopback, under its own key prefix and channel names.
 
 mod api;
+mod delivery;
 mod helpers;
 mod private_redis;
