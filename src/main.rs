@@ -33,6 +33,9 @@ enum Command {
     Map {
         /// File of messages; standard input when absent.
         file: Option<PathBuf>,
+        /// Print one JSON array per input line (`[]` for none) instead of one event per line.
+        #[arg(long)]
+        per_message: bool,
     },
 }
 
@@ -64,16 +67,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::config_check::print(&loaded, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Map { file } => {
-            let stdout = std::io::stdout();
-            let stderr = std::io::stderr();
+        Command::Map { file, per_message } => {
+            let layout = if per_message {
+                cli::map::Layout::PerMessage
+            } else {
+                cli::map::Layout::Events
+            };
+            let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+            let (mut out, mut err) = (stdout.lock(), stderr.lock());
             let failures = match file {
                 Some(path) => {
                     let f = std::fs::File::open(&path)
                         .with_context(|| format!("cannot open {}", path.display()))?;
-                    cli::map::run(&mut std::io::BufReader::new(f), &mut stdout.lock(), &mut stderr.lock())?
+                    cli::map::run(&mut std::io::BufReader::new(f), &mut out, &mut err, layout)?
                 }
-                None => cli::map::run(&mut std::io::stdin().lock(), &mut stdout.lock(), &mut stderr.lock())?,
+                None => cli::map::run(&mut std::io::stdin().lock(), &mut out, &mut err, layout)?,
             };
             Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }

@@ -5,9 +5,23 @@ use std::io::{BufRead, Write};
 
 use crate::mapping::Mapper;
 
+/// How `map` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One event per line.
+    Events,
+    /// One JSON array per input line (`[]` when it produces nothing): the fixtures' format.
+    PerMessage,
+}
+
 /// Maps every line of `input` (blank lines skipped) and writes the events to `out`; problems go
 /// to `err` with their line number. Returns how many lines could not be mapped.
-pub fn run(input: &mut dyn BufRead, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<usize> {
+pub fn run(
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    layout: Layout,
+) -> std::io::Result<usize> {
     let mut mapper = Mapper::default();
     let mut failures = 0;
     let mut line = Vec::new();
@@ -22,15 +36,23 @@ pub fn run(input: &mut dyn BufRead, out: &mut dyn Write, err: &mut dyn Write) ->
         if trimmed.is_empty() {
             continue;
         }
-        match mapper.map(trimmed, crate::time::now_ms()) {
-            Ok(events) => {
+        let events = match mapper.map(trimmed, crate::time::now_ms()) {
+            Ok(events) => events,
+            Err(e) => {
+                failures += 1;
+                writeln!(err, "line {number}: {e}")?;
+                Vec::new()
+            }
+        };
+        match layout {
+            Layout::Events => {
                 for e in events {
                     writeln!(out, "{}", e.json)?;
                 }
             }
-            Err(e) => {
-                failures += 1;
-                writeln!(err, "line {number}: {e}")?;
+            Layout::PerMessage => {
+                let texts: Vec<&str> = events.iter().map(|e| e.json.as_str()).collect();
+                writeln!(out, "[{}]", texts.join(","))?;
             }
         }
     }

@@ -133,7 +133,9 @@ fn step(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
                 recording.insert((*attr).into(), v.clone());
             }
         }
-        extra.insert("recording".into(), recording.into());
+        if !recording.is_empty() {
+            extra.insert("recording".into(), recording.into());
+        }
     }
     for (k, v) in extra {
         builder = builder.attr(&k, v);

@@ -4,5 +4,6 @@
 
 mod api;
 mod delivery;
+mod fixtures;
 mod helpers;
 mod private_redis;

@@ -1,0 +1,158 @@
+//! The fixtures: raw messages replayed through the mapper give exactly the expected events.
+//!
+//! Sets: the shared ones (`../shared/fixtures`), and ours (`tests/fixtures`, each with a
+//! `sources.md` naming where every input's shape comes from). Line i of `expected.jsonl` is the
+//! array of events line i of the input must produce; an expected `ts` of `"now"` matches any time
+//! within the replay.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use bbb_webhooks::mapping::{Mapper, catalog};
+use bbb_webhooks::time::now_ms;
+use serde_json::Value;
+
+struct Set {
+    name: String,
+    input: PathBuf,
+    expected: PathBuf,
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sets() -> Vec<Set> {
+    let shared = root().join("../shared/fixtures");
+    let ours = root().join("tests/fixtures");
+    let mut sets = vec![];
+    for name in ["seed-1.x", "bbb-3.0-meeting"] {
+        sets.push(Set {
+            name: format!("shared/{name}"),
+            input: shared.join(name).join("input.jsonl"),
+            expected: shared.join(name).join("expected.jsonl"),
+        });
+    }
+    sets.push(Set {
+        name: "shared/seed-1.x-candidates".into(),
+        input: shared.join("seed-1.x-candidates/input.jsonl"),
+        expected: ours.join("seed-1.x-candidates/expected.jsonl"),
+    });
+    let mut own: Vec<_> = std::fs::read_dir(&ours)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("input.jsonl").exists())
+        .collect();
+    own.sort();
+    for dir in own {
+        assert!(dir.join("sources.md").exists(), "{}: every fixture names its sources", dir.display());
+        sets.push(Set {
+            name: format!("ours/{}", dir.file_name().unwrap().to_string_lossy()),
+            input: dir.join("input.jsonl"),
+            expected: dir.join("expected.jsonl"),
+        });
+    }
+    sets
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Replaces an expected `"now"` with the actual time after checking it lies in the window.
+fn settle_now(expected: &mut Value, actual: &Value, window: (u64, u64), at: &str) {
+    for place in ["/data/event/ts", "/data/attributes/event/ts"] {
+        if expected.pointer(place) == Some(&Value::String("now".into())) {
+            let ts = actual.pointer(place).and_then(Value::as_u64).unwrap_or(0);
+            assert!(ts >= window.0 && ts <= window.1, "{at}: ts {ts} is not the time of receipt");
+            *expected.pointer_mut(place).unwrap() = Value::from(ts);
+        }
+    }
+}
+
+/// Replays a set; returns the event ids it produced.
+fn replay(set: &Set) -> BTreeSet<String> {
+    let input = lines(&set.input);
+    let expected = lines(&set.expected);
+    assert_eq!(input.len(), expected.len(), "{}: one expected line per input line", set.name);
+    let mut mapper = Mapper::default();
+    let mut seen = BTreeSet::new();
+    for (i, (line, want)) in input.iter().zip(&expected).enumerate() {
+        let at = format!("{} line {}", set.name, i + 1);
+        let start = now_ms();
+        let events = mapper.map(line.as_bytes(), now_ms()).unwrap_or_default();
+        let window = (start, now_ms());
+        let want: Vec<Value> = serde_json::from_str(want).unwrap();
+        let passthrough = serde_json::from_str::<Value>(line).is_ok_and(|v| v.get("data").is_some());
+        assert_eq!(events.len(), want.len(), "{at}: number of events");
+        for (event, mut want) in events.iter().zip(want) {
+            let got: Value = serde_json::from_str(&event.json).unwrap();
+            settle_now(&mut want, &got, window, &at);
+            assert_eq!(got, want, "{at}");
+            if !passthrough {
+                assert_eq!(got["data"]["event"], got["data"]["attributes"]["event"], "{at}: ts in both places");
+            }
+            seen.insert(event.id.to_string());
+        }
+    }
+    seen
+}
+
+#[test]
+fn every_fixture_maps_to_exactly_its_expected_events() {
+    let mut seen = BTreeSet::new();
+    for set in sets() {
+        seen.extend(replay(&set));
+    }
+    let missing: Vec<&str> = catalog::EVENTS
+        .iter()
+        .map(|e| e.id)
+        .filter(|id| !seen.contains(*id))
+        .collect();
+    assert!(missing.is_empty(), "event ids no fixture produces: {missing:?}");
+}
+
+#[test]
+fn the_map_command_prints_the_fixture_events() {
+    let input = root().join("../shared/fixtures/bbb-3.0-meeting/input.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
+        .args(["map", "--per-message"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want: Vec<Value> = lines(&root().join("../shared/fixtures/bbb-3.0-meeting/expected.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got, want);
+
+    // From standard input, one event per line; a bad line is reported and skipped.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
+        .arg("map")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let msgs = lines(&input);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}\nnot json\n{}", msgs[0], msgs[1]).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let events: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(events.len(), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: malformed message"));
+}
