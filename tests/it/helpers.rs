@@ -59,7 +59,33 @@ impl Env {
         format!("{}:{id}", self.key("out:hook"))
     }
 
+    /// This environment's settings as a config file (JSON is YAML), for the real binary.
+    pub fn config_file(&self, dir: &std::path::Path, api_port: u16) -> std::path::PathBuf {
+        let mut tree = json!({});
+        for (key, value) in self.override_list() {
+            let mut node = &mut tree;
+            let parts: Vec<&str> = key.split('.').collect();
+            for p in &parts[..parts.len() - 1] {
+                if node.get(*p).is_none() {
+                    node[*p] = json!({});
+                }
+                node = node.get_mut(*p).unwrap();
+            }
+            node[parts[parts.len() - 1]] = value;
+        }
+        tree["api"]["port"] = json!(api_port);
+        let path = dir.join("config.yml");
+        std::fs::write(&path, serde_json::to_string_pretty(&tree).unwrap()).unwrap();
+        path
+    }
+
     pub fn config(&self) -> LoadedConfig {
+        let overrides = self.override_list();
+        let refs: Vec<(&str, Value)> = overrides.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        LoadedConfig::with_overrides(&refs).expect("test config is valid")
+    }
+
+    fn override_list(&self) -> Vec<(String, Value)> {
         let mut overrides: Vec<(String, Value)> = vec![
             ("bbb.sharedSecret".into(), json!(SECRET)),
             ("bbb.serverDomain".into(), json!("bbb.test.local")),
@@ -79,8 +105,7 @@ impl Env {
             ("mappings.cleanupInterval".into(), json!(200)),
         ];
         overrides.extend(self.overrides.iter().cloned());
-        let refs: Vec<(&str, Value)> = overrides.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        LoadedConfig::with_overrides(&refs).expect("test config is valid")
+        overrides
     }
 
     /// Starts the app and waits until it is ready.

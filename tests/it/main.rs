@@ -3,7 +3,9 @@
 //! HTTP receivers on loopback, under its own key prefix and channel names.
 
 mod api;
+mod crash;
 mod delivery;
 mod fixtures;
 mod helpers;
+mod pipeline;
 mod private_redis;
