@@ -113,7 +113,11 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
     tracing::info!(address = %api_addr, "hooks API listening");
 
     let metrics_addr = if settings.prometheus.enabled {
-        let addr = resolve("metrics", &settings.prometheus.host, settings.prometheus.port)?;
+        let addr = resolve(
+            "metrics",
+            &settings.prometheus.host,
+            settings.prometheus.port,
+        )?;
         let ctx_for_scrape = ctx.clone();
         let addr = crate::metrics::serve(
             metrics.clone(),

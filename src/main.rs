@@ -10,7 +10,11 @@ use bbb_webhooks::config::{self, ConfigSources};
 use bbb_webhooks::{app, cli, logging};
 
 #[derive(Parser)]
-#[command(name = "bbb-webhooks", version, about = "Webhooks for BigBlueButton: Redis events in, signed HTTP callbacks out")]
+#[command(
+    name = "bbb-webhooks",
+    version,
+    about = "Webhooks for BigBlueButton: Redis events in, signed HTTP callbacks out"
+)]
 struct Cli {
     /// Configuration file (YAML; ours or a bbb-webhooks 3.x one). Without it:
     /// /etc/bigbluebutton/bbb-webhooks/{default,production,config}.yml when present.
@@ -83,7 +87,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => cli::map::run(&mut std::io::stdin().lock(), &mut out, &mut err, layout)?,
             };
-            Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            Ok(if failures == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
     }
 }

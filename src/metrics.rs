@@ -112,7 +112,11 @@ impl Metrics {
                 "bbb_webhooks_meeting_mappings",
                 "Meeting id mappings in memory",
             ),
-            user_mappings: gauge(&r, "bbb_webhooks_user_mappings", "User id mappings in memory"),
+            user_mappings: gauge(
+                &r,
+                "bbb_webhooks_user_mappings",
+                "User id mappings in memory",
+            ),
             api_requests: counter_vec(
                 &r,
                 "bbb_webhooks_out_hooks_api_requests",

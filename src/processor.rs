@@ -55,7 +55,10 @@ impl Processor {
         notifier: Notifier,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let filters = Filters::new(&settings.hooks.include_events, &settings.hooks.exclude_events);
+        let filters = Filters::new(
+            &settings.hooks.include_events,
+            &settings.hooks.exclude_events,
+        );
         Processor {
             settings,
             mapper: Mapper::new(state),
@@ -70,8 +73,9 @@ impl Processor {
 
     /// Runs until the input side closes, then writes what it still has.
     pub async fn run(mut self, mut rx: UnboundedReceiver<RawMessage>) {
-        let mut housekeeping =
-            tokio::time::interval(Duration::from_millis(self.settings.mappings.cleanup_interval));
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(
+            self.settings.mappings.cleanup_interval,
+        ));
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
@@ -134,7 +138,9 @@ impl Processor {
                 tracing::warn!(channel = %raw.channel, error = %e, similar_held_back = held_back, "skipping a message");
             }
         } else {
-            m.messages_ignored.with_label_values(&["unknown_name"]).inc();
+            m.messages_ignored
+                .with_label_values(&["unknown_name"])
+                .inc();
             if let Some(held_back) = IGNORED_LOG.check() {
                 tracing::debug!(channel = %raw.channel, error = %e, similar_held_back = held_back, "ignoring a message");
             }

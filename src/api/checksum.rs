@@ -91,21 +91,59 @@ mod tests {
     fn the_reference_examples() {
         let q = "callbackURL=https%3A%2F%2Fapp.example.com%2Fhook&meetingID=my-meeting&eventID=meeting-created,user-joined";
         let sha1 = "819da0e0ea95358293f470c17ffe4b83968cf179";
-        assert_eq!(sign("hooks/create", q, "mysharedsecret", ChecksumAlgorithm::Sha1), sha1);
         assert_eq!(
-            sign("hooks/create", q, "mysharedsecret", ChecksumAlgorithm::Sha256),
+            sign("hooks/create", q, "mysharedsecret", ChecksumAlgorithm::Sha1),
+            sha1
+        );
+        assert_eq!(
+            sign(
+                "hooks/create",
+                q,
+                "mysharedsecret",
+                ChecksumAlgorithm::Sha256
+            ),
             "af99e2fdd3366b637791f51c1b8b0cae6221b0900d8351ae0c8a07e923f73a78"
         );
         let path = "/bigbluebutton/api/hooks/create";
-        assert_eq!(verify(path, &format!("{q}&checksum={sha1}"), "mysharedsecret", API, &ALL), Ok(()));
-        assert_eq!(verify(path, &format!("checksum={sha1}&{q}"), "mysharedsecret", API, &ALL), Ok(()));
-        let list = "a625f1b26379584958c429cfd6b5d42cf5f57bbb";
         assert_eq!(
-            verify("/bigbluebutton/api/hooks/list", &format!("checksum={list}"), "mysharedsecret", API, &ALL),
+            verify(
+                path,
+                &format!("{q}&checksum={sha1}"),
+                "mysharedsecret",
+                API,
+                &ALL
+            ),
             Ok(())
         );
         assert_eq!(
-            verify("/bigbluebutton/api/hooks/list", &format!("checksum={}", list.to_uppercase()), "mysharedsecret", API, &ALL),
+            verify(
+                path,
+                &format!("checksum={sha1}&{q}"),
+                "mysharedsecret",
+                API,
+                &ALL
+            ),
+            Ok(())
+        );
+        let list = "a625f1b26379584958c429cfd6b5d42cf5f57bbb";
+        assert_eq!(
+            verify(
+                "/bigbluebutton/api/hooks/list",
+                &format!("checksum={list}"),
+                "mysharedsecret",
+                API,
+                &ALL
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                "/bigbluebutton/api/hooks/list",
+                &format!("checksum={}", list.to_uppercase()),
+                "mysharedsecret",
+                API,
+                &ALL
+            ),
             Ok(())
         );
     }
@@ -114,14 +152,32 @@ mod tests {
     fn refusals() {
         let p = "/bigbluebutton/api/hooks/list";
         assert_eq!(verify(p, "", "s", API, &ALL), Err(ChecksumError::Missing));
-        assert_eq!(verify(p, "checksum=", "s", API, &ALL), Err(ChecksumError::Missing));
-        assert_eq!(verify(p, "checksum=abc", "s", API, &ALL), Err(ChecksumError::UnknownLength(3)));
-        assert_eq!(verify(p, "checksum=a&checksum=b", "s", API, &ALL), Err(ChecksumError::Repeated));
+        assert_eq!(
+            verify(p, "checksum=", "s", API, &ALL),
+            Err(ChecksumError::Missing)
+        );
+        assert_eq!(
+            verify(p, "checksum=abc", "s", API, &ALL),
+            Err(ChecksumError::UnknownLength(3))
+        );
+        assert_eq!(
+            verify(p, "checksum=a&checksum=b", "s", API, &ALL),
+            Err(ChecksumError::Repeated)
+        );
         let sha1 = sign("hooks/list", "", "s", ChecksumAlgorithm::Sha1);
         assert_eq!(
-            verify(p, &format!("checksum={sha1}"), "s", API, &[ChecksumAlgorithm::Sha256]),
+            verify(
+                p,
+                &format!("checksum={sha1}"),
+                "s",
+                API,
+                &[ChecksumAlgorithm::Sha256]
+            ),
             Err(ChecksumError::Unsupported("sha1"))
         );
-        assert_eq!(verify(p, &format!("checksum={sha1}"), "other", API, &ALL), Err(ChecksumError::Mismatch));
+        assert_eq!(
+            verify(p, &format!("checksum={sha1}"), "other", API, &ALL),
+            Err(ChecksumError::Mismatch)
+        );
     }
 }

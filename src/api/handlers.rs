@@ -138,7 +138,8 @@ async fn create(params: Params, registry: Option<&HookRegistry>, max_url: usize)
         return Answer::failed(keys::MISSING_CALLBACK_URL);
     };
     let valid = url.len() <= max_url
-        && url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        && url::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
     if !valid {
         return Answer::failed(keys::INVALID_CALLBACK_URL);
     }
@@ -161,7 +162,10 @@ async fn create(params: Params, registry: Option<&HookRegistry>, max_url: usize)
     };
     let new = NewHook {
         callback_url: url.to_string(),
-        meeting_id: params.get("meetingID").filter(|m| !m.is_empty()).map(String::from),
+        meeting_id: params
+            .get("meetingID")
+            .filter(|m| !m.is_empty())
+            .map(String::from),
         event_ids,
         get_raw,
     };
@@ -246,4 +250,3 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 }
-

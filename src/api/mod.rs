@@ -82,10 +82,7 @@ pub async fn serve(
 async fn health() -> Response {
     json_answer(
         StatusCode::OK,
-        format!(
-            r#"{{"status":"ok","version":"{}"}}"#,
-            crate::VERSION
-        ),
+        format!(r#"{{"status":"ok","version":"{}"}}"#, crate::VERSION),
     )
 }
 

@@ -40,14 +40,10 @@ pub mod keys {
         "invalidParamGetRaw",
         "The getRaw parameter must be true or false.",
     );
-    pub const TOO_MANY_HOOKS: (&str, &str) = (
-        "tooManyHooks",
-        "The maximum number of hooks is registered.",
-    );
-    pub const REPEATED_PARAM: (&str, &str) = (
-        "repeatedParam",
-        "A parameter was given more than once.",
-    );
+    pub const TOO_MANY_HOOKS: (&str, &str) =
+        ("tooManyHooks", "The maximum number of hooks is registered.");
+    pub const REPEATED_PARAM: (&str, &str) =
+        ("repeatedParam", "A parameter was given more than once.");
     pub const QUERY_TOO_LONG: (&str, &str) = ("queryTooLong", "The query string is too long.");
     pub const NOT_FOUND: (&str, &str) = ("notFound", "This API call does not exist.");
     pub const METHOD: (&str, &str) = (

@@ -19,12 +19,8 @@ impl Cidr {
             v4 => v4,
         };
         match (self.network, addr) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                prefix_eq(&n.octets(), &a.octets(), self.prefix)
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                prefix_eq(&n.octets(), &a.octets(), self.prefix)
-            }
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
             _ => false,
         }
     }

@@ -24,7 +24,11 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("PROM_HOST", "prometheus.host", Kind::Text),
     ("PROM_PORT", "prometheus.port", Kind::Number),
     ("PROM_PATH", "prometheus.path", Kind::Text),
-    ("PROM_COLLECT_DEFAULT_METRICS", "prometheus.collectDefaultMetrics", Kind::Bool),
+    (
+        "PROM_COLLECT_DEFAULT_METRICS",
+        "prometheus.collectDefaultMetrics",
+        Kind::Bool,
+    ),
     ("SERVER_DOMAIN", "bbb.serverDomain", Kind::Text),
     ("SHARED_SECRET", "bbb.sharedSecret", Kind::Text),
     ("BEARER_AUTH", "bbb.auth2_0", Kind::Bool),
@@ -34,17 +38,33 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("REDIS_PASSWORD", "redis.password", Kind::Text),
     ("SERVER_BIND_IP", "api.bind", Kind::Text),
     ("SERVER_PORT", "api.port", Kind::Number),
-    ("SUPPORTED_CHECKSUM_ALGORITHMS", "api.supportedChecksumAlgorithms", Kind::List),
-    ("HOOK_CHECKSUM_ALGORITHM", "hooks.hookChecksumAlgorithm", Kind::Text),
+    (
+        "SUPPORTED_CHECKSUM_ALGORITHMS",
+        "api.supportedChecksumAlgorithms",
+        Kind::List,
+    ),
+    (
+        "HOOK_CHECKSUM_ALGORITHM",
+        "hooks.hookChecksumAlgorithm",
+        Kind::Text,
+    ),
     ("INCLUDE_EVENTS", "hooks.includeEvents", Kind::List),
     ("EXCLUDE_EVENTS", "hooks.excludeEvents", Kind::List),
-    ("PERMANENT_HOOKS", "hooks.permanentURLs", Kind::PermanentUrls),
+    (
+        "PERMANENT_HOOKS",
+        "hooks.permanentURLs",
+        Kind::PermanentUrls,
+    ),
     ("REQUEST_TIMEOUT", "hooks.requestTimeout", Kind::Number),
     // Ours.
     ("REDIS_URL", "redis.url", Kind::Text),
     ("LOG_FORMAT", "log.format", Kind::Text),
     ("RETRY_INTERVALS", "hooks.retryIntervals", Kind::List),
-    ("PERMANENT_INTERVAL_RESET", "hooks.permanentIntervalReset", Kind::Number),
+    (
+        "PERMANENT_INTERVAL_RESET",
+        "hooks.permanentIntervalReset",
+        Kind::Number,
+    ),
     ("MULTI_EVENT", "hooks.multiEvent", Kind::Number),
     ("QUEUE_SIZE", "hooks.queueSize", Kind::Number),
     ("REMOVE_FAILED_HOOKS", "hooks.removeFailedHooks", Kind::Bool),
@@ -164,7 +184,10 @@ mod tests {
 
     #[test]
     fn permanent_hooks_in_both_forms() {
-        let json = env(&[("PERMANENT_HOOKS", r#"[{"url":"https://a/x","getRaw":true}]"#)]);
+        let json = env(&[(
+            "PERMANENT_HOOKS",
+            r#"[{"url":"https://a/x","getRaw":true}]"#,
+        )]);
         assert_eq!(
             json[0].value.as_ref().unwrap(),
             &serde_json::json!([{"url":"https://a/x","getRaw":true}])

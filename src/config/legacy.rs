@@ -69,7 +69,9 @@ pub fn translate(mut tree: Map<String, Value>) -> (Map<String, Value>, Vec<Strin
                         ));
                     }
                 }
-                other => notes.push(format!("modules.\"{other}\" is not a known module: ignored")),
+                other => notes.push(format!(
+                    "modules.\"{other}\" is not a known module: ignored"
+                )),
             }
         }
     }

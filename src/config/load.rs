@@ -122,7 +122,11 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
         if is_legacy {
             drop_unknown(&mut translated, &defaults, "", &mut file_notes);
         }
-        notes.extend(file_notes.into_iter().map(|n| format!("{}: {n}", path.display())));
+        notes.extend(
+            file_notes
+                .into_iter()
+                .map(|n| format!("{}: {n}", path.display())),
+        );
         merge(
             &mut tree,
             Value::Object(translated),
@@ -247,7 +251,12 @@ fn merge(
 }
 
 /// Removes keys our layout does not have (3.x files carry many), noting each.
-fn drop_unknown(tree: &mut Map<String, Value>, known: &Value, prefix: &str, notes: &mut Vec<String>) {
+fn drop_unknown(
+    tree: &mut Map<String, Value>,
+    known: &Value,
+    prefix: &str,
+    notes: &mut Vec<String>,
+) {
     tree.retain(|k, v| {
         let key = join(prefix, k);
         match known.get(k) {
@@ -327,7 +336,11 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn sources(files: &[&std::path::Path], env: &[(&str, &str)], props: &[PathBuf]) -> ConfigSources {
+    fn sources(
+        files: &[&std::path::Path],
+        env: &[(&str, &str)],
+        props: &[PathBuf],
+    ) -> ConfigSources {
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -355,16 +368,26 @@ mod tests {
         assert_eq!(s.api.port, 5000);
         assert_eq!(s.redis.port, 6379);
         assert_eq!(loaded.source_of("api.port"), Source::Env("SERVER_PORT"));
-        assert_eq!(loaded.source_of("bbb.serverDomain"), Source::File(file.clone()));
+        assert_eq!(
+            loaded.source_of("bbb.serverDomain"),
+            Source::File(file.clone())
+        );
         assert_eq!(loaded.source_of("redis.port"), Source::Default);
         let described = loaded.describe();
-        let secret_line = described.iter().find(|(k, _, _)| k == "bbb.sharedSecret").unwrap();
+        let secret_line = described
+            .iter()
+            .find(|(k, _, _)| k == "bbb.sharedSecret")
+            .unwrap();
         assert_eq!(secret_line.1, "\"<redacted>\"");
     }
 
     #[test]
     fn bearer_auth_false_means_false() {
-        let env = [("SHARED_SECRET", "s"), ("BEARER_AUTH", "false"), ("PROM_ENABLED", "no")];
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("BEARER_AUTH", "false"),
+            ("PROM_ENABLED", "no"),
+        ];
         let loaded = load(&sources(&[], &env, &[])).unwrap();
         assert!(!loaded.settings.bbb.auth2_0);
         assert!(!loaded.settings.prometheus.enabled);
@@ -383,10 +406,16 @@ mod tests {
         ];
         let s = load(&sources(&[], &env, &[])).unwrap().settings;
         assert_eq!(s.hooks.include_events, vec!["user-joined", "user-left"]);
-        assert_eq!(s.hooks.exclude_events, vec!["chat-group-message-sent", "pad-content"]);
+        assert_eq!(
+            s.hooks.exclude_events,
+            vec!["chat-group-message-sent", "pad-content"]
+        );
         assert_eq!(
             s.api.supported_checksum_algorithms,
-            vec![super::super::ChecksumAlgorithm::Sha256, super::super::ChecksumAlgorithm::Sha512]
+            vec![
+                super::super::ChecksumAlgorithm::Sha256,
+                super::super::ChecksumAlgorithm::Sha512
+            ]
         );
         assert_eq!(s.hooks.retry_intervals, vec![10, 20]);
     }
@@ -440,15 +469,28 @@ xapi:
         assert_eq!(s.secret(), "legacysecret");
         assert!(s.bbb.auth2_0);
         assert_eq!(s.redis.host, "10.0.0.5");
-        assert_eq!(s.redis.inbound_channels, vec!["from-akka-apps-redis-channel"]);
+        assert_eq!(
+            s.redis.inbound_channels,
+            vec!["from-akka-apps-redis-channel"]
+        );
         assert_eq!(s.api.bind, "0.0.0.0");
         assert_eq!(s.api.port, 3010);
-        assert_eq!(s.hooks.permanent_urls[0].url, "https://lms.example.com/hook");
-        assert_eq!(s.hooks.hook_checksum_algorithm, super::super::ChecksumAlgorithm::Sha256);
+        assert_eq!(
+            s.hooks.permanent_urls[0].url,
+            "https://lms.example.com/hook"
+        );
+        assert_eq!(
+            s.hooks.hook_checksum_algorithm,
+            super::super::ChecksumAlgorithm::Sha256
+        );
         assert_eq!(s.hooks.request_timeout, 2500);
         assert_eq!(s.log.level, "warn");
         assert_eq!(loaded.source_of("api.port"), Source::File(file.clone()));
-        assert!(loaded.notes.iter().any(|n| n.contains("xapi")), "{:?}", loaded.notes);
+        assert!(
+            loaded.notes.iter().any(|n| n.contains("xapi")),
+            "{:?}",
+            loaded.notes
+        );
     }
 
     #[test]
@@ -463,10 +505,16 @@ xapi:
         let loaded = load(&sources(&[], &[], std::slice::from_ref(&props))).unwrap();
         assert_eq!(loaded.settings.secret(), "propsecret");
         assert_eq!(loaded.settings.bbb.server_domain, "bbb.school.org");
-        assert_eq!(loaded.source_of("bbb.sharedSecret"), Source::Properties(props.clone()));
+        assert_eq!(
+            loaded.source_of("bbb.sharedSecret"),
+            Source::Properties(props.clone())
+        );
 
         // A configured secret and domain win over the properties.
-        let env = [("SHARED_SECRET", "envsecret"), ("SERVER_DOMAIN", "mine.org")];
+        let env = [
+            ("SHARED_SECRET", "envsecret"),
+            ("SERVER_DOMAIN", "mine.org"),
+        ];
         let loaded = load(&sources(&[], &env, &[props])).unwrap();
         assert_eq!(loaded.settings.secret(), "envsecret");
         assert_eq!(loaded.settings.bbb.server_domain, "mine.org");
@@ -487,7 +535,10 @@ xapi:
 
         let env = [("SHARED_SECRET", "s"), ("SERVER_PORT", "http")];
         let err = load(&sources(&[], &env, &[])).unwrap_err().to_string();
-        assert!(err.contains("api.port") && err.contains("SERVER_PORT"), "{err}");
+        assert!(
+            err.contains("api.port") && err.contains("SERVER_PORT"),
+            "{err}"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.yml");
@@ -495,9 +546,16 @@ xapi:
         let err = load(&sources(&[&file], &[], &[])).unwrap_err().to_string();
         assert!(err.contains("serverDomian"), "{err}");
 
-        std::fs::write(&file, "bbb:\n  sharedSecret: x\nredis:\n  url: 'http://nope'\n").unwrap();
+        std::fs::write(
+            &file,
+            "bbb:\n  sharedSecret: x\nredis:\n  url: 'http://nope'\n",
+        )
+        .unwrap();
         let err = load(&sources(&[&file], &[], &[])).unwrap_err().to_string();
-        assert!(err.contains("redis.url") && err.contains("config.yml"), "{err}");
+        assert!(
+            err.contains("redis.url") && err.contains("config.yml"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -509,7 +567,11 @@ xapi:
         ];
         let s = load(&sources(&[], &env, &[])).unwrap().settings;
         assert_eq!(s.redis.connection_url(), "redis://127.0.0.1:6380/3");
-        let env = [("SHARED_SECRET", "s"), ("REDIS_HOST", "10.1.1.1"), ("REDIS_PASSWORD", "p w")];
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("REDIS_HOST", "10.1.1.1"),
+            ("REDIS_PASSWORD", "p w"),
+        ];
         let s = load(&sources(&[], &env, &[])).unwrap().settings;
         assert_eq!(s.redis.connection_url(), "redis://:p%20w@10.1.1.1:6379");
     }

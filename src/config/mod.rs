@@ -8,6 +8,7 @@
 //! ([`legacy`]). Trees merge key by key (arrays replace), and each leaf remembers which layer set
 //! it, so `bbb-webhooks config check` can say where every value came from.
 
+mod cidr;
 mod env;
 mod legacy;
 mod load;
@@ -15,7 +16,6 @@ mod parse;
 mod properties;
 mod settings;
 mod validate;
-mod cidr;
 
 pub use cidr::Cidr;
 

@@ -81,6 +81,9 @@ mod tests {
 
     #[test]
     fn no_files_no_values() {
-        assert_eq!(read(&[PathBuf::from("/nonexistent/x")]), BbbProperties::default());
+        assert_eq!(
+            read(&[PathBuf::from("/nonexistent/x")]),
+            BbbProperties::default()
+        );
     }
 }

@@ -12,7 +12,11 @@ pub(super) fn validate(config: &LoadedConfig) -> Result<(), ConfigError> {
         message,
     };
 
-    if s.bbb.shared_secret.as_ref().is_none_or(|x| x.expose().is_empty()) {
+    if s.bbb
+        .shared_secret
+        .as_ref()
+        .is_none_or(|x| x.expose().is_empty())
+    {
         return Err(ConfigError::NoSecret);
     }
     if let Some(url) = &s.redis.url {
@@ -20,7 +24,10 @@ pub(super) fn validate(config: &LoadedConfig) -> Result<(), ConfigError> {
             .map_err(|e| fail("redis.url", format!("{url:?} is not a Redis URL: {e}")))?;
     }
     if s.redis.inbound_channels.is_empty() {
-        return Err(fail("redis.inboundChannels", "must name at least one channel".into()));
+        return Err(fail(
+            "redis.inboundChannels",
+            "must name at least one channel".into(),
+        ));
     }
     if s.api.bind.trim().is_empty() {
         return Err(fail("api.bind", "must be an address to listen on".into()));
@@ -46,8 +53,14 @@ pub(super) fn validate(config: &LoadedConfig) -> Result<(), ConfigError> {
         ("hooks.multiEvent", s.hooks.multi_event as u64),
         ("hooks.queueSize", s.hooks.queue_size as u64),
         ("hooks.requestTimeout", s.hooks.request_timeout),
-        ("hooks.maxConcurrentRequests", s.hooks.max_concurrent_requests as u64),
-        ("hooks.permanentIntervalReset", s.hooks.permanent_interval_reset),
+        (
+            "hooks.maxConcurrentRequests",
+            s.hooks.max_concurrent_requests as u64,
+        ),
+        (
+            "hooks.permanentIntervalReset",
+            s.hooks.permanent_interval_reset,
+        ),
         ("mappings.cleanupInterval", s.mappings.cleanup_interval),
         ("mappings.timeout", s.mappings.timeout),
     ] {

@@ -66,7 +66,10 @@ impl Resolve for GuardedResolver {
                 .filter(|a| guard.permits(a.ip()))
                 .collect();
             if addrs.is_empty() {
-                return Err(format!("{host}: no address allowed by hooks.denyNetworks/allowNetworks").into());
+                return Err(format!(
+                    "{host}: no address allowed by hooks.denyNetworks/allowNetworks"
+                )
+                .into());
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
@@ -93,7 +96,10 @@ impl CallbackClient {
             if !matches!(status, 307 | 308) || attempt.previous().len() > MAX_REDIRECTS {
                 return attempt.stop();
             }
-            if let Some(Ok(ip)) = attempt.url().host_str().map(|h| h.trim_matches(['[', ']']).parse::<IpAddr>())
+            if let Some(Ok(ip)) = attempt
+                .url()
+                .host_str()
+                .map(|h| h.trim_matches(['[', ']']).parse::<IpAddr>())
                 && !policy_guard.permits(ip)
             {
                 return attempt.stop();
@@ -127,7 +133,9 @@ impl CallbackClient {
                 };
             }
         };
-        if let Some(Ok(ip)) = url.host_str().map(|h| h.trim_matches(['[', ']']).parse::<IpAddr>())
+        if let Some(Ok(ip)) = url
+            .host_str()
+            .map(|h| h.trim_matches(['[', ']']).parse::<IpAddr>())
             && !self.guard.permits(ip)
         {
             return Outcome::Failed {
@@ -204,8 +212,18 @@ mod tests {
         assert_eq!(classify(204), Outcome::Delivered(204));
         assert_eq!(classify(401), Outcome::Delivered(401));
         assert_eq!(classify(410), Outcome::Gone);
-        assert_eq!(classify(302), Outcome::Failed { reason: "302".into() });
-        assert_eq!(classify(500), Outcome::Failed { reason: "500".into() });
+        assert_eq!(
+            classify(302),
+            Outcome::Failed {
+                reason: "302".into()
+            }
+        );
+        assert_eq!(
+            classify(500),
+            Outcome::Failed {
+                reason: "500".into()
+            }
+        );
     }
 
     #[test]

@@ -133,17 +133,18 @@ impl DeliveryPool {
         remove_orphan_queues(&queue, &registry).await;
         for hook in registry.snapshot().iter() {
             let depth = queue.len(&hook.id).await.unwrap_or(0) as i64;
-            notifier.signal(&hook.id).depth.store(depth, Ordering::Relaxed);
-            metrics.queue_depth.with_label_values(&[&hook.id]).set(depth);
+            notifier
+                .signal(&hook.id)
+                .depth
+                .store(depth, Ordering::Relaxed);
+            metrics
+                .queue_depth
+                .with_label_values(&[&hook.id])
+                .set(depth);
         }
         let workers = Arc::new(Mutex::new(HashMap::new()));
         let supervisor = tokio::spawn(supervise(shared.clone(), workers.clone()));
-        let acknowledger = tokio::spawn(acknowledge(
-            queue,
-            notifier,
-            metrics,
-            acks_rx,
-        ));
+        let acknowledger = tokio::spawn(acknowledge(queue, notifier, metrics, acks_rx));
         Ok(DeliveryPool {
             shared,
             workers,
@@ -178,7 +179,10 @@ impl DeliveryPool {
         }
         drop(self.shared);
         let mut acknowledger = self.acknowledger;
-        if tokio::time::timeout(Duration::from_secs(2), &mut acknowledger).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), &mut acknowledger)
+            .await
+            .is_err()
+        {
             acknowledger.abort();
         }
     }
@@ -268,8 +272,12 @@ async fn acknowledge(
             match queue.ack(&hook, &entry).await {
                 Ok(removed) => {
                     let signal = notifier.signal(&hook);
-                    let depth = signal.depth.fetch_sub(removed as i64, Ordering::Relaxed) - removed as i64;
-                    metrics.queue_depth.with_label_values(&[&hook]).set(depth.max(0));
+                    let depth =
+                        signal.depth.fetch_sub(removed as i64, Ordering::Relaxed) - removed as i64;
+                    metrics
+                        .queue_depth
+                        .with_label_values(&[&hook])
+                        .set(depth.max(0));
                 }
                 Err(e) => {
                     tracing::warn!(hook = %hook, error = %e, "cannot acknowledge deliveries yet; retrying");

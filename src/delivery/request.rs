@@ -60,7 +60,8 @@ impl Signer {
         timestamp: u64,
         attempt_at: u64,
     ) -> Callback {
-        let mut events = String::with_capacity(payloads.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
+        let mut events =
+            String::with_capacity(payloads.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
         events.push('[');
         for (i, p) in payloads.iter().enumerate() {
             if i > 0 {
@@ -148,7 +149,13 @@ mod tests {
     #[test]
     fn byte_for_byte_with_the_reference() {
         let event = r#"{"data":{"type":"event","id":"meeting-ended","attributes":{"meeting":{"internal-meeting-id":"183f0bf3a0982a127bdb8161e0c44eb696b3e75c-1700000000000","external-meeting-id":"my meeting"}},"event":{"ts":1700000000500}}}"#;
-        let cb = signer(false).build("https://app.example.com/hook", &[event], "msg_1", 1700000000600, 1700000000);
+        let cb = signer(false).build(
+            "https://app.example.com/hook",
+            &[event],
+            "msg_1",
+            1700000000600,
+            1700000000,
+        );
         assert_eq!(
             cb.body,
             "domain=bbb.example.com&event=%5B%7B%22data%22%3A%7B%22type%22%3A%22event%22%2C%22id%22%3A%22meeting-ended%22%2C%22attributes%22%3A%7B%22meeting%22%3A%7B%22internal-meeting-id%22%3A%22183f0bf3a0982a127bdb8161e0c44eb696b3e75c-1700000000000%22%2C%22external-meeting-id%22%3A%22my+meeting%22%7D%7D%2C%22event%22%3A%7B%22ts%22%3A1700000000500%7D%7D%7D%5D&timestamp=1700000000600"
@@ -165,33 +172,72 @@ mod tests {
     fn bearer_mode_sends_the_secret_instead() {
         let cb = signer(true).build("https://a/x?y=1", &["{}"], "id", 1, 1);
         assert_eq!(cb.url, "https://a/x?y=1");
-        assert!(cb.headers.contains(&("authorization", "Bearer mysharedsecret".into())));
+        assert!(
+            cb.headers
+                .contains(&("authorization", "Bearer mysharedsecret".into()))
+        );
     }
 
     #[test]
     fn checksum_placement() {
         assert_eq!(with_checksum("http://x/a", "c"), "http://x/a?checksum=c");
-        assert_eq!(with_checksum("http://x/a?b=1", "c"), "http://x/a?b=1&checksum=c");
+        assert_eq!(
+            with_checksum("http://x/a?b=1", "c"),
+            "http://x/a?b=1&checksum=c"
+        );
         assert_eq!(with_checksum("http://x/?", "c"), "http://x/?&checksum=c");
-        assert_eq!(with_checksum("http://x/a#frag", "c"), "http://x/a?checksum=c");
+        assert_eq!(
+            with_checksum("http://x/a#frag", "c"),
+            "http://x/a?checksum=c"
+        );
     }
 
     #[test]
     fn form_encoding_is_whatwg() {
         let cb = signer(false).build("http://x", &[r#"{"t":"~!*()' -._é/?&="}"#], "id", 1, 1);
-        assert!(cb.body.contains("%7E%21*%28%29%27+-._%C3%A9%2F%3F%26%3D"), "{}", cb.body);
+        assert!(
+            cb.body.contains("%7E%21*%28%29%27+-._%C3%A9%2F%3F%26%3D"),
+            "{}",
+            cb.body
+        );
     }
 
     #[test]
     fn standard_webhooks_signature_verifies() {
         let cfg = LoadedConfig::with_overrides(&[
             ("bbb.sharedSecret", json!("s")),
-            ("hooks.signingSecret", json!("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+            (
+                "hooks.signingSecret",
+                json!("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ),
         ])
         .unwrap();
-        let cb = Signer::new(&cfg.settings).build("http://x", &["{}"], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, 1614265330);
-        let sig = &cb.headers.iter().find(|(k, _)| *k == "webhook-signature").unwrap().1;
-        assert!(verify_signature("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", &cb.body, sig));
-        assert!(!verify_signature("whsec_other", "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", &cb.body, sig));
+        let cb = Signer::new(&cfg.settings).build(
+            "http://x",
+            &["{}"],
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            1614265330,
+        );
+        let sig = &cb
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "webhook-signature")
+            .unwrap()
+            .1;
+        assert!(verify_signature(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            &cb.body,
+            sig
+        ));
+        assert!(!verify_signature(
+            "whsec_other",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            &cb.body,
+            sig
+        ));
     }
 }

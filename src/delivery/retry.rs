@@ -55,18 +55,35 @@ mod tests {
     #[test]
     fn intervals_then_give_up_or_reset() {
         let p = policy(true);
-        assert_eq!(p.after_failure(1, false), Next::RetryAfter(Duration::from_millis(100)));
-        assert_eq!(p.after_failure(2, false), Next::RetryAfter(Duration::from_millis(500)));
+        assert_eq!(
+            p.after_failure(1, false),
+            Next::RetryAfter(Duration::from_millis(100))
+        );
+        assert_eq!(
+            p.after_failure(2, false),
+            Next::RetryAfter(Duration::from_millis(500))
+        );
         assert_eq!(p.after_failure(3, false), Next::GiveUp);
-        assert_eq!(p.after_failure(3, true), Next::RetryAfter(Duration::from_millis(60_000)));
-        assert_eq!(p.after_failure(99, true), Next::RetryAfter(Duration::from_millis(60_000)));
-        assert_eq!(policy(false).after_failure(3, false), Next::RetryAfter(Duration::from_millis(60_000)));
+        assert_eq!(
+            p.after_failure(3, true),
+            Next::RetryAfter(Duration::from_millis(60_000))
+        );
+        assert_eq!(
+            p.after_failure(99, true),
+            Next::RetryAfter(Duration::from_millis(60_000))
+        );
+        assert_eq!(
+            policy(false).after_failure(3, false),
+            Next::RetryAfter(Duration::from_millis(60_000))
+        );
     }
 
     #[test]
     fn the_reference_schedule_makes_13_attempts() {
         let p = RetryPolicy::new(&HookSettings::default());
-        let retries = (1..).take_while(|f| p.after_failure(*f, false) != Next::GiveUp).count();
+        let retries = (1..)
+            .take_while(|f| p.after_failure(*f, false) != Next::GiveUp)
+            .count();
         assert_eq!(retries + 1, 13);
     }
 }

@@ -162,9 +162,20 @@ impl Worker {
                 self.remove("gone").await;
                 Step::Stop
             }
-            Outcome::Gone => self.failed("410".into(), failures, first_attempt, count, &head, &event_id).await,
+            Outcome::Gone => {
+                self.failed(
+                    "410".into(),
+                    failures,
+                    first_attempt,
+                    count,
+                    &head,
+                    &event_id,
+                )
+                .await
+            }
             Outcome::Failed { reason } => {
-                self.failed(reason, failures, first_attempt, count, &head, &event_id).await
+                self.failed(reason, failures, first_attempt, count, &head, &event_id)
+                    .await
             }
         }
     }
@@ -213,11 +224,20 @@ impl Worker {
             first_attempt,
             count,
         };
-        if let Err(e) = self.shared.queue.save_attempts(&self.hook.id, &attempts).await {
+        if let Err(e) = self
+            .shared
+            .queue
+            .save_attempts(&self.hook.id, &attempts)
+            .await
+        {
             tracing::warn!(hook = %self.hook.id, error = %e, "cannot store the retry state");
         }
         self.attempts = Some(attempts);
-        match self.shared.policy.after_failure(failures, self.hook.permanent) {
+        match self
+            .shared
+            .policy
+            .after_failure(failures, self.hook.permanent)
+        {
             Next::RetryAfter(wait) => {
                 m.delivery_retries.inc();
                 self.pause(wait).await;
@@ -225,7 +245,11 @@ impl Worker {
             }
             Next::GiveUp => {
                 m.hook_failures
-                    .with_label_values(&[&self.hook.callback_url, "too many failed attempts", event_id])
+                    .with_label_values(&[
+                        &self.hook.callback_url,
+                        "too many failed attempts",
+                        event_id,
+                    ])
                     .inc();
                 tracing::warn!(hook = %self.hook.id, attempts = failures, "retries exhausted: removing the hook");
                 self.remove("failed").await;

@@ -67,8 +67,14 @@ mod tests {
 
     #[test]
     fn event_ids_in_every_stored_form() {
-        let want = Some(vec!["meeting-created".to_string(), "user-joined".to_string()]);
-        assert_eq!(parse_event_ids(r#"["meeting-created","user-joined"]"#), want);
+        let want = Some(vec![
+            "meeting-created".to_string(),
+            "user-joined".to_string(),
+        ]);
+        assert_eq!(
+            parse_event_ids(r#"["meeting-created","user-joined"]"#),
+            want
+        );
         assert_eq!(parse_event_ids("meeting-created,user-joined"), want);
         assert_eq!(parse_event_ids(" Meeting-Created , USER-JOINED ,"), want);
         assert_eq!(parse_event_ids(""), None);

@@ -32,7 +32,11 @@ impl HookSet {
                 .or_insert_with(|| hook.id.clone());
             match &hook.meeting_id {
                 None => set.global.push(hook.clone()),
-                Some(m) => set.by_meeting.entry(m.clone()).or_default().push(hook.clone()),
+                Some(m) => set
+                    .by_meeting
+                    .entry(m.clone())
+                    .or_default()
+                    .push(hook.clone()),
             }
             set.by_id.insert(hook.id.clone(), hook);
         }
@@ -78,7 +82,11 @@ impl HookSet {
     pub fn listed(&self, meeting_id: Option<&str>) -> Vec<Arc<Hook>> {
         self.by_id
             .values()
-            .filter(|h| meeting_id.is_none() || h.meeting_id.is_none() || h.meeting_id.as_deref() == meeting_id)
+            .filter(|h| {
+                meeting_id.is_none()
+                    || h.meeting_id.is_none()
+                    || h.meeting_id.as_deref() == meeting_id
+            })
             .cloned()
             .collect()
     }
@@ -146,7 +154,10 @@ impl HookRegistry {
         let mut hooks: Vec<Hook> = stored;
         for hook in hooks.iter_mut() {
             let configured = permanent_urls.iter().find(|p| p.url == hook.callback_url);
-            let wanted = (configured.is_some(), configured.map_or(hook.get_raw, |p| p.get_raw));
+            let wanted = (
+                configured.is_some(),
+                configured.map_or(hook.get_raw, |p| p.get_raw),
+            );
             if (hook.permanent, hook.get_raw) != wanted {
                 if hook.permanent && configured.is_none() {
                     tracing::warn!(hook = %hook.id, "permanent hook no longer in permanentURLs: kept as an ordinary hook");

@@ -106,7 +106,9 @@ async fn subscribe(
 ) -> redis::RedisResult<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
     let pubsub = tokio::time::timeout(Duration::from_secs(3), client.get_async_pubsub())
         .await
-        .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+        .map_err(|_| {
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        })??;
     let (mut sink, stream) = pubsub.split();
     sink.subscribe(channels).await?;
     Ok((sink, stream))

@@ -1,19 +1,25 @@
 //! Building events: the envelope every event shares, and the id objects families reuse.
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::Cx;
 use super::message::Message;
 use crate::event::{Event, Raw};
 
-/// An event under construction. `attributes.meeting` is first, `attributes.event` last.
+/// An event under construction. `attributes.meeting` comes first, then each attribute in the
+/// order it is added, then `attributes.event`. Attributes are serialised as they are added (no
+/// intermediate map: this is the mapper's hot path), so the meeting object must be complete
+/// before the first attribute.
 pub struct EventBuilder {
     id: &'static str,
     ts: u64,
     internal: Option<String>,
     external: Option<String>,
-    meeting: Map<String, Value>,
-    attributes: Map<String, Value>,
+    /// The meeting object until it is written.
+    meeting: Option<Map<String, Value>>,
+    /// `{"data":{…,"attributes":{"meeting":{…},"key":value…` so far.
+    json: Vec<u8>,
 }
 
 impl EventBuilder {
@@ -26,13 +32,17 @@ impl EventBuilder {
         if let Some(e) = external {
             meeting.insert("external-meeting-id".into(), e.into());
         }
+        let mut json = Vec::with_capacity(512);
+        json.extend_from_slice(br#"{"data":{"type":"event","id":""#);
+        json.extend_from_slice(id.as_bytes());
+        json.extend_from_slice(br#"","attributes":{"meeting":"#);
         EventBuilder {
             id,
             ts,
             internal: internal.map(String::from),
             external: external.map(String::from),
-            meeting,
-            attributes: Map::new(),
+            meeting: Some(meeting),
+            json,
         }
     }
 
@@ -43,46 +53,59 @@ impl EventBuilder {
         EventBuilder::new(id, ts, internal, external)
     }
 
+    fn meeting_mut(&mut self) -> &mut Map<String, Value> {
+        self.meeting
+            .as_mut()
+            .expect("the meeting object is complete before the first attribute")
+    }
+
     pub fn meeting_attr(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.meeting.insert(key.into(), value.into());
+        self.meeting_mut().insert(key.into(), value.into());
         self
     }
 
     /// Replaces the whole meeting object (meeting-created carries the meeting's details).
     pub fn meeting_object(mut self, meeting: Map<String, Value>) -> Self {
-        self.meeting = meeting;
+        *self.meeting_mut() = meeting;
         self
     }
 
-    pub fn attr(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.attributes.insert(key.into(), value.into());
+    fn flush_meeting(&mut self) {
+        if let Some(meeting) = self.meeting.take() {
+            write_json(&mut self.json, &meeting);
+        }
+    }
+
+    pub fn attr(mut self, key: &str, value: impl Serialize) -> Self {
+        self.flush_meeting();
+        self.json.push(b',');
+        write_json(&mut self.json, key);
+        self.json.push(b':');
+        write_json(&mut self.json, &value);
         self
     }
 
     /// Sets the attribute only when there is a value.
-    pub fn attr_opt(self, key: &str, value: Option<impl Into<Value>>) -> Self {
+    pub fn attr_opt(self, key: &str, value: Option<impl Serialize>) -> Self {
         match value {
             Some(v) => self.attr(key, v),
             None => self,
         }
     }
 
-    pub fn build(self, raw: Raw) -> Event {
-        let mut attributes = Map::with_capacity(self.attributes.len() + 2);
-        attributes.insert("meeting".into(), Value::Object(self.meeting));
-        attributes.extend(self.attributes);
-        attributes.insert("event".into(), serde_json::json!({ "ts": self.ts }));
-        let attributes = Value::Object(attributes).to_string();
-        let json = format!(
-            r#"{{"data":{{"type":"event","id":"{}","attributes":{attributes},"event":{{"ts":{}}}}}}}"#,
-            self.id, self.ts
+    pub fn build(mut self, raw: Raw) -> Event {
+        self.flush_meeting();
+        let ts = self.ts;
+        self.json.extend_from_slice(
+            format!(r#","event":{{"ts":{ts}}}}},"event":{{"ts":{ts}}}}}}}"#).as_bytes(),
         );
         Event {
             id: self.id,
-            ts: self.ts,
+            ts,
             internal_meeting_id: self.internal,
             external_meeting_id: self.external,
-            json,
+            // Only serde_json and ASCII went in.
+            json: String::from_utf8(self.json).unwrap_or_default(),
             raw,
         }
     }
@@ -91,6 +114,11 @@ impl EventBuilder {
     pub fn with_input(self, cx: &Cx) -> Event {
         self.build(Raw::Input(cx.raw.clone()))
     }
+}
+
+fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    // Serialising JSON values and strings into memory cannot fail.
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// `{"internal-user-id", "external-user-id"}`; the external id from the state, else `fallback`.

@@ -13,72 +13,161 @@ const fn e(id: &'static str, sources: &'static [&'static str]) -> EventInfo {
 
 pub const EVENTS: &[EventInfo] = &[
     // Meetings.
-    e("meeting-created", &["MeetingCreatedEvtMsg", "meeting_created_message"]),
-    e("meeting-ended", &["MeetingDestroyedEvtMsg", "meeting_destroyed_event"]),
-    e("meeting-recording-started", &["RecordingStatusChangedEvtMsg"]),
-    e("meeting-recording-stopped", &["RecordingStatusChangedEvtMsg"]),
-    e("meeting-recording-unhandled", &["RecordingStatusChangedEvtMsg"]),
-    e("meeting-presentation-changed", &["SetCurrentPresentationEvtMsg"]),
-    e("meeting-screenshare-started", &["ScreenshareRtmpBroadcastStartedEvtMsg"]),
-    e("meeting-screenshare-stopped", &["ScreenshareRtmpBroadcastStoppedEvtMsg"]),
-    e("layout-changed", &["BroadcastLayoutEvtMsg", "broadcast_layout_message"]),
+    e(
+        "meeting-created",
+        &["MeetingCreatedEvtMsg", "meeting_created_message"],
+    ),
+    e(
+        "meeting-ended",
+        &["MeetingDestroyedEvtMsg", "meeting_destroyed_event"],
+    ),
+    e(
+        "meeting-recording-started",
+        &["RecordingStatusChangedEvtMsg"],
+    ),
+    e(
+        "meeting-recording-stopped",
+        &["RecordingStatusChangedEvtMsg"],
+    ),
+    e(
+        "meeting-recording-unhandled",
+        &["RecordingStatusChangedEvtMsg"],
+    ),
+    e(
+        "meeting-presentation-changed",
+        &["SetCurrentPresentationEvtMsg"],
+    ),
+    e(
+        "meeting-screenshare-started",
+        &["ScreenshareRtmpBroadcastStartedEvtMsg"],
+    ),
+    e(
+        "meeting-screenshare-stopped",
+        &["ScreenshareRtmpBroadcastStoppedEvtMsg"],
+    ),
+    e(
+        "layout-changed",
+        &["BroadcastLayoutEvtMsg", "broadcast_layout_message"],
+    ),
     e("layout-locked", &["lock_layout_message"]),
     e(
         "lock-settings-changed",
-        &["LockSettingsInMeetingChangedEvtMsg", "send_lock_settings", "new_permission_settings"],
+        &[
+            "LockSettingsInMeetingChangedEvtMsg",
+            "send_lock_settings",
+            "new_permission_settings",
+        ],
     ),
-    e("audio-all-muted", &["MeetingMutedEvtMsg", "meeting_muted_message"]),
+    e(
+        "audio-all-muted",
+        &["MeetingMutedEvtMsg", "meeting_muted_message"],
+    ),
     // Users.
-    e("user-joined", &["UserJoinedMeetingEvtMsg", "user_joined_message"]),
+    e(
+        "user-joined",
+        &["UserJoinedMeetingEvtMsg", "user_joined_message"],
+    ),
     e(
         "user-left",
-        &["UserLeftMeetingEvtMsg", "user_left_message", "MeetingDestroyedEvtMsg", "meeting_destroyed_event"],
+        &[
+            "UserLeftMeetingEvtMsg",
+            "user_left_message",
+            "MeetingDestroyedEvtMsg",
+            "meeting_destroyed_event",
+        ],
     ),
     e(
         "user-kicked",
-        &["UserEjectedFromMeetingEvtMsg", "UserLeftMeetingEvtMsg", "user_eject_from_meeting"],
+        &[
+            "UserEjectedFromMeetingEvtMsg",
+            "UserLeftMeetingEvtMsg",
+            "user_eject_from_meeting",
+        ],
     ),
     e("user-presenter-assigned", &["PresenterAssignedEvtMsg"]),
     e("user-presenter-unassigned", &["PresenterUnassignedEvtMsg"]),
     e("presenter-changed", &["presenter_assigned_message"]),
     e("user-status-changed", &["user_status_changed_message"]),
-    e("user-emoji-changed", &["UserEmojiChangedEvtMsg", "UserReactionEmojiChangedEvtMsg"]),
-    e("user-raise-hand-changed", &["UserRaiseHandChangedEvtMsg", "UserEmojiChangedEvtMsg"]),
-    e("user-cam-broadcast-start", &["UserBroadcastCamStartedEvtMsg"]),
+    e(
+        "user-emoji-changed",
+        &["UserEmojiChangedEvtMsg", "UserReactionEmojiChangedEvtMsg"],
+    ),
+    e(
+        "user-raise-hand-changed",
+        &["UserRaiseHandChangedEvtMsg", "UserEmojiChangedEvtMsg"],
+    ),
+    e(
+        "user-cam-broadcast-start",
+        &["UserBroadcastCamStartedEvtMsg"],
+    ),
     e("user-cam-broadcast-end", &["UserBroadcastCamStoppedEvtMsg"]),
     e("user-cam-enabled", &["user_shared_webcam_message"]),
     e("user-cam-disabled", &["user_unshared_webcam_message"]),
     // Audio.
-    e("user-audio-voice-enabled", &["UserJoinedVoiceConfToClientEvtMsg", "user_joined_voice_message"]),
-    e("user-audio-voice-disabled", &["UserLeftVoiceConfToClientEvtMsg", "user_left_voice_message"]),
+    e(
+        "user-audio-voice-enabled",
+        &[
+            "UserJoinedVoiceConfToClientEvtMsg",
+            "user_joined_voice_message",
+        ],
+    ),
+    e(
+        "user-audio-voice-disabled",
+        &["UserLeftVoiceConfToClientEvtMsg", "user_left_voice_message"],
+    ),
     e("user-audio-listen-only-enabled", &["user_listening_only"]),
     e("user-audio-listen-only-disabled", &["user_listening_only"]),
-    e("user-audio-muted", &["UserMutedVoiceEvtMsg", "user_voice_muted_message"]),
+    e(
+        "user-audio-muted",
+        &["UserMutedVoiceEvtMsg", "user_voice_muted_message"],
+    ),
     e("user-audio-unmuted", &["UserMutedVoiceEvtMsg"]),
     e("user-audio-unhandled", &["UserMutedVoiceEvtMsg"]),
-    e("user-audio-talking", &["UserTalkingVoiceEvtMsg", "user_voice_talking_message"]),
+    e(
+        "user-audio-talking",
+        &["UserTalkingVoiceEvtMsg", "user_voice_talking_message"],
+    ),
     // Chat.
-    e("chat-group-message-sent", &["GroupChatMessageBroadcastEvtMsg"]),
+    e(
+        "chat-group-message-sent",
+        &["GroupChatMessageBroadcastEvtMsg"],
+    ),
     e("chat-public-message-sent", &["send_public_chat_message"]),
     e("chat-private-message-sent", &["send_private_chat_message"]),
     e("chat-messages", &["get_chat_history_reply"]),
     // Polls.
-    e("poll-started", &["PollStartedEvtMsg", "poll_started_message"]),
+    e(
+        "poll-started",
+        &["PollStartedEvtMsg", "poll_started_message"],
+    ),
     e(
         "poll-responded",
-        &["UserRespondedToPollRespMsg", "UserRespondedToTypedPollRespMsg"],
+        &[
+            "UserRespondedToPollRespMsg",
+            "UserRespondedToTypedPollRespMsg",
+        ],
     ),
-    e("poll-stopped", &["PollStoppedEvtMsg", "poll_stopped_message"]),
+    e(
+        "poll-stopped",
+        &["PollStoppedEvtMsg", "poll_stopped_message"],
+    ),
     e(
         "poll-ended",
-        &["PollShowResultEvtMsg", "show_poll_result_request_message", "poll_show_result_message"],
+        &[
+            "PollShowResultEvtMsg",
+            "show_poll_result_request_message",
+            "poll_show_result_message",
+        ],
     ),
     // Shared content.
     e("pad-content", &["PadContentEvtMsg"]),
     e("transcript-updated", &["TranscriptUpdatedEvtMsg"]),
     // Recordings.
     e("rap-published", &["PublishedRecordingSysMsg", "published"]),
-    e("rap-unpublished", &["UnpublishedRecordingSysMsg", "unpublished"]),
+    e(
+        "rap-unpublished",
+        &["UnpublishedRecordingSysMsg", "unpublished"],
+    ),
     e("rap-deleted", &["DeletedRecordingSysMsg", "deleted"]),
     e("rap-archive-started", &["archive_started"]),
     e("rap-archive-ended", &["archive_ended"]),

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::build::{EventBuilder, copy, user_ids};
-use super::message::{Message, is_user_id};
+use super::message::{Message, is_user_id, path};
 use super::user::ts;
 use super::{Cx, Handler, MapError};
 use crate::event::Event;
@@ -18,15 +18,19 @@ fn group_message(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     if chat_id != PUBLIC_CHAT {
         return Ok(Vec::new());
     }
-    let body = msg.field("msg").ok_or(MapError::MissingField("core.body.msg"))?;
+    let body = msg
+        .field("msg")
+        .ok_or(MapError::MissingField("core.body.msg"))?;
     let meeting = msg.meeting_id();
-    let sender_id = msg
-        .user_id()
-        .or_else(|| body.pointer("/sender/id").and_then(Value::as_str).filter(|s| is_user_id(s)));
+    let sender_id = msg.user_id().or_else(|| {
+        path(body, "/sender/id")
+            .and_then(Value::as_str)
+            .filter(|s| is_user_id(s))
+    });
     let mut sender = sender_id
         .map(|id| user_ids(cx, meeting, id, None))
         .unwrap_or_default();
-    if let Some(name) = body.pointer("/sender/name").filter(|v| !v.is_null()) {
+    if let Some(name) = path(body, "/sender/name").filter(|v| !v.is_null()) {
         sender.insert("name".into(), name.clone());
     }
     copy(&mut sender, "time", body, "timestamp");

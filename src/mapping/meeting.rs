@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::build::{EventBuilder, copy_all, user_ids};
-use super::message::{Message, as_bool, is_user_id};
+use super::message::{Message, as_bool, is_user_id, path};
 use super::user::ts;
 use super::{Cx, Handler, MapError};
 use crate::event::{Event, Raw};
@@ -80,7 +80,7 @@ fn created(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
         .ok_or(MapError::MissingField("core.body.props"))?;
     let mut meeting = Map::new();
     for (attr, pointer) in CREATED_FIELDS {
-        if let Some(v) = props.pointer(pointer).filter(|v| !v.is_null()) {
+        if let Some(v) = path(props, pointer).filter(|v| !v.is_null()) {
             meeting.insert((*attr).into(), v.clone());
         }
     }
@@ -95,9 +95,14 @@ fn created(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
         .map(String::from);
     cx.state
         .meeting_created(&internal, external.as_deref(), cx.received_at);
-    let event = EventBuilder::new("meeting-created", ts(msg, cx), Some(&internal), external.as_deref())
-        .meeting_object(meeting)
-        .with_input(cx);
+    let event = EventBuilder::new(
+        "meeting-created",
+        ts(msg, cx),
+        Some(&internal),
+        external.as_deref(),
+    )
+    .meeting_object(meeting)
+    .with_input(cx);
     Ok(vec![event])
 }
 
@@ -176,7 +181,8 @@ fn recording(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
 }
 
 fn presentation(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
-    let mut builder = EventBuilder::for_message("meeting-presentation-changed", msg, cx, ts(msg, cx));
+    let mut builder =
+        EventBuilder::for_message("meeting-presentation-changed", msg, cx, ts(msg, cx));
     if let Some(p) = msg.field("presentationId") {
         builder = builder.meeting_attr("presentation-id", p.clone());
     }
@@ -201,7 +207,9 @@ fn screenshare(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
                 .user_with_flag(meeting, fallback_flag)
                 .map(|(id, _)| id.to_string())
         });
-    let user = user_id.as_deref().map(|u| user_ids(cx, Some(meeting), u, None));
+    let user = user_id
+        .as_deref()
+        .map(|u| user_ids(cx, Some(meeting), u, None));
     if let Some(u) = &user_id {
         if started {
             cx.state.set_exclusive_flag(meeting, u, "screenshare");

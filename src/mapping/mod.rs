@@ -77,23 +77,22 @@ type Handler = fn(&Message, &mut Cx) -> Result<Vec<Event>, MapError>;
 type HandlerIndex = HashMap<&'static str, Handler>;
 
 /// Message name → handler, for the envelope (2.x–3.x) and header/payload (1.x, rap) shapes.
-static HANDLERS: LazyLock<(HandlerIndex, HandlerIndex)> =
-    LazyLock::new(|| {
-        let envelope = [
-            meeting::HANDLERS,
-            user::HANDLERS,
-            audio::HANDLERS,
-            chat::HANDLERS,
-            poll::HANDLERS,
-            content::HANDLERS,
-            rap::SYSTEM_HANDLERS,
-        ];
-        let header_payload = [rap::STEP_HANDLERS, v1::HANDLERS, v1_candidates::HANDLERS];
-        let index = |tables: &[&[(&'static str, Handler)]]| {
-            tables.iter().flat_map(|t| t.iter().copied()).collect()
-        };
-        (index(&envelope), index(&header_payload))
-    });
+static HANDLERS: LazyLock<(HandlerIndex, HandlerIndex)> = LazyLock::new(|| {
+    let envelope = [
+        meeting::HANDLERS,
+        user::HANDLERS,
+        audio::HANDLERS,
+        chat::HANDLERS,
+        poll::HANDLERS,
+        content::HANDLERS,
+        rap::SYSTEM_HANDLERS,
+    ];
+    let header_payload = [rap::STEP_HANDLERS, v1::HANDLERS, v1_candidates::HANDLERS];
+    let index = |tables: &[&[(&'static str, Handler)]]| {
+        tables.iter().flat_map(|t| t.iter().copied()).collect()
+    };
+    (index(&envelope), index(&header_payload))
+});
 
 /// The stateful mapper: one per service (or per `bbb-webhooks map` run).
 #[derive(Default)]

@@ -4,7 +4,7 @@
 use serde_json::Map;
 
 use super::build::{EventBuilder, copy, copy_all};
-use super::message::Message;
+use super::message::{Message, path};
 use super::user::ts;
 use super::{Cx, Handler, MapError};
 use crate::event::Event;
@@ -119,9 +119,17 @@ fn step(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     let d = msg.body();
     let mut builder = script_builder(id, msg, cx)?;
     let mut extra = Map::new();
-    copy_all(&mut extra, d, &[("success", "success"), ("step-time", "step_time")]);
+    copy_all(
+        &mut extra,
+        d,
+        &[("success", "success"), ("step-time", "step_time")],
+    );
     if msg.name == "archive_ended" {
-        copy_all(&mut extra, d, &[("recorded", "recorded"), ("duration", "duration")]);
+        copy_all(
+            &mut extra,
+            d,
+            &[("recorded", "recorded"), ("duration", "duration")],
+        );
     }
     if let Some(w) = msg.str_field("workflow").filter(|w| !w.is_empty()) {
         extra.insert("workflow".into(), w.into());
@@ -129,7 +137,7 @@ fn step(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     if msg.name == "publish_ended" {
         let mut recording = Map::new();
         for (attr, pointer) in RECORDING_FIELDS {
-            if let Some(v) = d.pointer(pointer).filter(|v| !v.is_null()) {
+            if let Some(v) = path(d, pointer).filter(|v| !v.is_null()) {
                 recording.insert((*attr).into(), v.clone());
             }
         }
@@ -156,4 +164,3 @@ fn script_action(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     }
     Ok(vec![builder.with_input(cx)])
 }
-

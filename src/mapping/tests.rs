@@ -23,8 +23,14 @@ fn errors_say_what_is_wrong() {
     let mut m = Mapper::default();
     assert!(matches!(m.map(b"not json", 0), Err(MapError::Malformed(_))));
     assert!(matches!(m.map(b"[1,2]", 0), Err(MapError::Malformed(_))));
-    assert!(matches!(m.map(b"{\"x\":1}", 0), Err(MapError::Malformed(_))));
-    assert!(matches!(m.map(&[0xff, 0xfe], 0), Err(MapError::Malformed(_))));
+    assert!(matches!(
+        m.map(b"{\"x\":1}", 0),
+        Err(MapError::Malformed(_))
+    ));
+    assert!(matches!(
+        m.map(&[0xff, 0xfe], 0),
+        Err(MapError::Malformed(_))
+    ));
     let unknown = envelope("NobodyKnowsEvtMsg", json!({}));
     assert_eq!(
         m.map(unknown.to_string().as_bytes(), 0).unwrap_err(),
@@ -49,18 +55,30 @@ fn an_event_right_after_a_join_carries_the_external_ids() {
         "core": {"header": {"name": "MeetingCreatedEvtMsg"}, "body": {"props": {"meetingProp": {"intId": "m", "extId": "ext"}}}}});
     let out = map_all(&[
         created,
-        envelope("UserJoinedMeetingEvtMsg", json!({"intId": "u", "extId": "x-u", "name": "U"})),
+        envelope(
+            "UserJoinedMeetingEvtMsg",
+            json!({"intId": "u", "extId": "x-u", "name": "U"}),
+        ),
         envelope("UserMutedVoiceEvtMsg", json!({"muted": true})),
     ]);
     let muted: Value = serde_json::from_str(&out[2][0].json).unwrap();
-    assert_eq!(muted["data"]["attributes"]["meeting"]["external-meeting-id"], "ext");
-    assert_eq!(muted["data"]["attributes"]["user"]["external-user-id"], "x-u");
+    assert_eq!(
+        muted["data"]["attributes"]["meeting"]["external-meeting-id"],
+        "ext"
+    );
+    assert_eq!(
+        muted["data"]["attributes"]["user"]["external-user-id"],
+        "x-u"
+    );
     assert_eq!(out[2][0].external_meeting_id.as_deref(), Some("ext"));
 }
 
 #[test]
 fn raw_is_the_input_and_spoofs_are_themselves() {
-    let joined = envelope("UserJoinedMeetingEvtMsg", json!({"intId": "u", "extId": "x", "name": "N"}));
+    let joined = envelope(
+        "UserJoinedMeetingEvtMsg",
+        json!({"intId": "u", "extId": "x", "name": "N"}),
+    );
     let text = joined.to_string();
     let mut m = Mapper::default();
     let events = m.map(text.as_bytes(), 1).unwrap();
@@ -70,7 +88,11 @@ fn raw_is_the_input_and_spoofs_are_themselves() {
     let events = m.map(ended.to_string().as_bytes(), 1).unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].id, "user-left");
-    assert_eq!(events[0].payload(true), events[0].json, "a spoof has no input of its own");
+    assert_eq!(
+        events[0].payload(true),
+        events[0].json,
+        "a spoof has no input of its own"
+    );
     assert_eq!(events[1].payload(true), ended.to_string());
     // The spoof has a real user-left's shape and the message's time.
     let spoof: Value = serde_json::from_str(&events[0].json).unwrap();
@@ -87,8 +109,13 @@ fn activity_is_noted_for_mapped_meetings() {
         "core": {"header": {"name": "MeetingCreatedEvtMsg"}, "body": {"props": {"meetingProp": {"intId": "m", "extId": "ext"}}}}});
     let mut m = Mapper::default();
     m.map(created.to_string().as_bytes(), 1_000).unwrap();
-    m.map(envelope("UserTalkingVoiceEvtMsg", json!({"talking": true})).to_string().as_bytes(), 50_000)
-        .unwrap();
+    m.map(
+        envelope("UserTalkingVoiceEvtMsg", json!({"talking": true}))
+            .to_string()
+            .as_bytes(),
+        50_000,
+    )
+    .unwrap();
     assert_eq!(m.state.meeting("m").unwrap().last_activity, 50_000);
 }
 
@@ -98,10 +125,18 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         "[a-zA-Z_ -]{0,12}".prop_map(Value::String),
-        prop_oneof![Just("not-used"), Just(""), Just("m"), Just("u"), Just("raiseHand")]
-            .prop_map(|s| Value::String(s.to_string())),
+        prop_oneof![
+            Just("not-used"),
+            Just(""),
+            Just("m"),
+            Just("u"),
+            Just("raiseHand")
+        ]
+        .prop_map(|s| Value::String(s.to_string())),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
@@ -132,7 +167,12 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// Every name the mapper knows, so the fuzzing reaches every handler.
 fn known_name() -> impl Strategy<Value = String> {
-    let mut names: Vec<String> = HANDLERS.0.keys().chain(HANDLERS.1.keys()).map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = HANDLERS
+        .0
+        .keys()
+        .chain(HANDLERS.1.keys())
+        .map(|s| s.to_string())
+        .collect();
     names.sort();
     prop::sample::select(names)
 }

@@ -23,7 +23,11 @@ pub const HANDLERS: &[(&str, Handler)] = &[
 ];
 
 /// (message, event, (attribute, body field) pairs).
-type PlainEvent = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+type PlainEvent = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 /// Messages whose event is the common user object plus body fields.
 const PLAIN: &[PlainEvent] = &[
@@ -32,8 +36,16 @@ const PLAIN: &[PlainEvent] = &[
         "user-raise-hand-changed",
         &[("raise-hand", "raiseHand")],
     ),
-    ("UserBroadcastCamStartedEvtMsg", "user-cam-broadcast-start", &[]),
-    ("UserBroadcastCamStoppedEvtMsg", "user-cam-broadcast-end", &[]),
+    (
+        "UserBroadcastCamStartedEvtMsg",
+        "user-cam-broadcast-start",
+        &[],
+    ),
+    (
+        "UserBroadcastCamStoppedEvtMsg",
+        "user-cam-broadcast-end",
+        &[],
+    ),
 ];
 
 /// Body fields of the common user object: (attribute, body field), in output order.
@@ -61,7 +73,12 @@ pub(super) fn meeting_and_user<'a>(msg: &Message<'a>) -> Result<(&'a str, &'a st
 
 /// The user object shared by every user event: ids (external from the state, else the body's
 /// `extId`, else `""`), then whatever of name, role, presenter, … the body carries.
-pub(super) fn common_user(msg: &Message, cx: &Cx, meeting: &str, user_id: &str) -> Map<String, Value> {
+pub(super) fn common_user(
+    msg: &Message,
+    cx: &Cx,
+    meeting: &str,
+    user_id: &str,
+) -> Map<String, Value> {
     let body = msg.body();
     let ext = msg.str_field("extId").unwrap_or("");
     let mut user = user_ids(cx, Some(meeting), user_id, Some(ext));
@@ -86,8 +103,14 @@ fn joined(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     let guest = msg.field("guest").and_then(as_bool).unwrap_or(false);
     user.insert("guest".into(), guest.into());
     let ext = msg.str_field("extId").unwrap_or("").to_string();
-    cx.state
-        .user_joined(meeting, user_id, &ext, Flavor::V2, user.clone(), cx.received_at);
+    cx.state.user_joined(
+        meeting,
+        user_id,
+        &ext,
+        Flavor::V2,
+        user.clone(),
+        cx.received_at,
+    );
     let event = EventBuilder::for_message("user-joined", msg, cx, ts(msg, cx))
         .attr("user", user)
         .with_input(cx);

@@ -45,7 +45,12 @@ pub(super) fn meeting<'a>(msg: &Message<'a>) -> Result<&'a str, MapError> {
 
 /// User ids for a 1.x message: the external id from the message when it has one, else the
 /// mappings, else `""`.
-pub(super) fn ids(cx: &Cx, meeting: &str, user_id: &str, external: Option<&str>) -> Map<String, Value> {
+pub(super) fn ids(
+    cx: &Cx,
+    meeting: &str,
+    user_id: &str,
+    external: Option<&str>,
+) -> Map<String, Value> {
     match external.filter(|e| !e.is_empty()) {
         Some(ext) => {
             let mut user = Map::new();
@@ -58,15 +63,32 @@ pub(super) fn ids(cx: &Cx, meeting: &str, user_id: &str, external: Option<&str>)
 }
 
 /// The document's user object, from a 1.x `payload.user`.
-fn user_object(cx: &Cx, meeting: &str, u: &Value) -> Result<(String, Map<String, Value>), MapError> {
+fn user_object(
+    cx: &Cx,
+    meeting: &str,
+    u: &Value,
+) -> Result<(String, Map<String, Value>), MapError> {
     let user_id = u
         .get("userid")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or(MapError::MissingField("payload.user.userid"))?;
     let mut user = Map::new();
-    copy_all(&mut user, u, &[("name", "name"), ("role", "role"), ("presenter", "presenter")]);
-    user.extend(ids(cx, meeting, user_id, u.get("extern_userid").and_then(Value::as_str)));
+    copy_all(
+        &mut user,
+        u,
+        &[
+            ("name", "name"),
+            ("role", "role"),
+            ("presenter", "presenter"),
+        ],
+    );
+    user.extend(ids(
+        cx,
+        meeting,
+        user_id,
+        u.get("extern_userid").and_then(Value::as_str),
+    ));
     if let Some(voice) = u.get("voiceUser").filter(|v| v.is_object()) {
         let joined = voice.get("joined").and_then(as_bool).unwrap_or(false);
         user.insert("sharing-mic".into(), joined.into());
@@ -77,7 +99,8 @@ fn user_object(cx: &Cx, meeting: &str, u: &Value) -> Result<(String, Map<String,
 }
 
 fn payload_user<'a>(msg: &Message<'a>) -> Result<&'a Value, MapError> {
-    msg.field("user").ok_or(MapError::MissingField("payload.user"))
+    msg.field("user")
+        .ok_or(MapError::MissingField("payload.user"))
 }
 
 fn meeting_created(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
@@ -93,10 +116,20 @@ fn meeting_created(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
             .as_str()
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<u64>().ok());
-        m.insert("voice-conf".into(), number.map(Value::from).unwrap_or_else(|| conf.clone()));
+        m.insert(
+            "voice-conf".into(),
+            number.map(Value::from).unwrap_or_else(|| conf.clone()),
+        );
     }
-    copy_all(&mut m, msg.body(), &[("dial-number", "dial_number"), ("max-users", "max_users")]);
-    let metadata = msg.field("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    copy_all(
+        &mut m,
+        msg.body(),
+        &[("dial-number", "dial_number"), ("max-users", "max_users")],
+    );
+    let metadata = msg
+        .field("metadata")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
     m.insert("metadata".into(), metadata);
     let external = msg.str_field("external_meeting_id");
     cx.state.meeting_created(internal, external, cx.received_at);
@@ -119,11 +152,17 @@ fn user_joined(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    cx.state
-        .user_joined(meeting, &user_id, &external, Flavor::V1, user.clone(), cx.received_at);
     let event = EventBuilder::for_message("user-joined", msg, cx, ts(msg, cx))
-        .attr("user", user)
+        .attr("user", &user)
         .with_input(cx);
+    cx.state.user_joined(
+        meeting,
+        &user_id,
+        &external,
+        Flavor::V1,
+        user,
+        cx.received_at,
+    );
     Ok(vec![event])
 }
 
@@ -166,8 +205,14 @@ fn voice(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or(MapError::MissingField("payload.user.userid"))?;
-    let user = ids(cx, meeting, user_id, u.get("extern_userid").and_then(Value::as_str));
-    cx.state.set_user_field(meeting, user_id, "sharing-mic", joined.into());
+    let user = ids(
+        cx,
+        meeting,
+        user_id,
+        u.get("extern_userid").and_then(Value::as_str),
+    );
+    cx.state
+        .set_user_field(meeting, user_id, "sharing-mic", joined.into());
     let id = if joined {
         "user-audio-voice-enabled"
     } else {
@@ -189,9 +234,15 @@ fn chat(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
         .ok_or(MapError::MissingField("payload.message"))?;
     let mut chat = Map::new();
     copy(&mut chat, "message", m, "message");
-    chat.insert("sender".into(), chat_party(cx, meeting, m, "fromUserID", true).into());
+    chat.insert(
+        "sender".into(),
+        chat_party(cx, meeting, m, "fromUserID", true).into(),
+    );
     if private {
-        chat.insert("receiver".into(), chat_party(cx, meeting, m, "toUserID", false).into());
+        chat.insert(
+            "receiver".into(),
+            chat_party(cx, meeting, m, "toUserID", false).into(),
+        );
     }
     let id = if private {
         "chat-private-message-sent"
@@ -204,7 +255,13 @@ fn chat(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     Ok(vec![event])
 }
 
-fn chat_party(cx: &Cx, meeting: &str, m: &Value, id_field: &str, sender: bool) -> Map<String, Value> {
+fn chat_party(
+    cx: &Cx,
+    meeting: &str,
+    m: &Value,
+    id_field: &str,
+    sender: bool,
+) -> Map<String, Value> {
     let mut party = m
         .get(id_field)
         .and_then(Value::as_str)
@@ -214,7 +271,10 @@ fn chat_party(cx: &Cx, meeting: &str, m: &Value, id_field: &str, sender: bool) -
         copy_all(
             &mut party,
             m,
-            &[("timezone-offset", "fromTimezoneOffset"), ("time", "fromTime")],
+            &[
+                ("timezone-offset", "fromTimezoneOffset"),
+                ("time", "fromTime"),
+            ],
         );
     }
     party

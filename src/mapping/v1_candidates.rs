@@ -36,8 +36,16 @@ pub const HANDLERS: &[(&str, Handler)] = &[
 const LOCK_FIELDS: &[(&str, &str, &str)] = &[
     ("disable-cam", "disable_camera", "disableCam"),
     ("disable-mic", "disable_microphone", "disableMic"),
-    ("disable-private-chat", "disable_private_chat", "disablePrivateChat"),
-    ("disable-public-chat", "disable_public_chat", "disablePublicChat"),
+    (
+        "disable-private-chat",
+        "disable_private_chat",
+        "disablePrivateChat",
+    ),
+    (
+        "disable-public-chat",
+        "disable_public_chat",
+        "disablePublicChat",
+    ),
     ("locked-layout", "locked_layout", "lockedLayout"),
     ("lock-on-join", "lock_on_join", "lockOnJoin"),
     (
@@ -109,7 +117,12 @@ fn chat_history(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
 }
 
 fn history_entry(cx: &Cx, meeting: &str, entry: &Value) -> Map<String, Value> {
-    let either = |a: &str, b: &str| entry.get(a).or_else(|| entry.get(b)).filter(|v| !v.is_null());
+    let either = |a: &str, b: &str| {
+        entry
+            .get(a)
+            .or_else(|| entry.get(b))
+            .filter(|v| !v.is_null())
+    };
     let mut out = Map::new();
     if let Some(kind) = either("chat_type", "chatType") {
         out.insert("chat-type".into(), kind.clone());
@@ -177,7 +190,11 @@ fn layout(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     copy_all(
         &mut layout,
         msg.body(),
-        &[("name", "layout"), ("locked", "locked"), ("apply-to", "users")],
+        &[
+            ("name", "layout"),
+            ("locked", "locked"),
+            ("apply-to", "users"),
+        ],
     );
     let event = EventBuilder::for_message(id, msg, cx, ts(msg, cx))
         .attr_opt("user", named_user(msg, cx, meeting, "set_by_userid"))
@@ -202,14 +219,25 @@ fn voice_state(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     } else {
         ("user-audio-talking", "talking")
     };
-    let u = msg.field("user").ok_or(MapError::MissingField("payload.user"))?;
+    let u = msg
+        .field("user")
+        .ok_or(MapError::MissingField("payload.user"))?;
     let user_id = u
         .get("userid")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or(MapError::MissingField("payload.user.userid"))?;
-    let mut user = ids(cx, meeting, user_id, u.get("extern_userid").and_then(Value::as_str));
-    if let Some(v) = u.get("voiceUser").and_then(|v| v.get(key)).filter(|v| !v.is_null()) {
+    let mut user = ids(
+        cx,
+        meeting,
+        user_id,
+        u.get("extern_userid").and_then(Value::as_str),
+    );
+    if let Some(v) = u
+        .get("voiceUser")
+        .and_then(|v| v.get(key))
+        .filter(|v| !v.is_null())
+    {
         user.insert(key.into(), v.clone());
     }
     let event = EventBuilder::for_message(id, msg, cx, ts(msg, cx))
@@ -252,7 +280,8 @@ fn webcam(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     let user_id = msg.require_str("userid")?;
     let mut user = ids(cx, meeting, user_id, None);
     copy(&mut user, "stream", msg.body(), "stream");
-    cx.state.set_user_field(meeting, user_id, "sharing-video", shared.into());
+    cx.state
+        .set_user_field(meeting, user_id, "sharing-video", shared.into());
     let id = if shared {
         "user-cam-enabled"
     } else {

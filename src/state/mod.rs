@@ -37,7 +37,10 @@ pub struct User {
 
 impl User {
     pub fn flag(&self, key: &str) -> bool {
-        self.record.get(key).and_then(Value::as_bool).unwrap_or(false)
+        self.record
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 }
 
@@ -76,8 +79,13 @@ pub enum Change {
         user_mapping_ids: Vec<String>,
     },
     /// Write a user's mapping hash.
-    UserSaved { meeting: String, user: String },
-    UserRemoved { mapping_id: String },
+    UserSaved {
+        meeting: String,
+        user: String,
+    },
+    UserRemoved {
+        mapping_id: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -123,7 +131,8 @@ impl State {
         meeting.mapping_id.get_or_insert_with(new_mapping_id);
         meeting.last_activity = now;
         meeting.stored_activity = now;
-        self.journal.push(Change::MeetingSaved(internal_id.to_string()));
+        self.journal
+            .push(Change::MeetingSaved(internal_id.to_string()));
     }
 
     /// Notes activity; written to Redis later by [`State::activity_to_store`].
@@ -226,7 +235,11 @@ impl State {
     }
 
     pub fn user_left(&mut self, meeting: &str, user_id: &str) -> Option<User> {
-        let user = self.meetings.get_mut(meeting)?.users.shift_remove(user_id)?;
+        let user = self
+            .meetings
+            .get_mut(meeting)?
+            .users
+            .shift_remove(user_id)?;
         self.journal.push(Change::UserRemoved {
             mapping_id: user.mapping_id.clone(),
         });
@@ -238,7 +251,11 @@ impl State {
         let meeting = self.meetings.remove(internal_id)?;
         self.journal.push(Change::MeetingRemoved {
             mapping_id: meeting.mapping_id.clone(),
-            user_mapping_ids: meeting.users.values().map(|u| u.mapping_id.clone()).collect(),
+            user_mapping_ids: meeting
+                .users
+                .values()
+                .map(|u| u.mapping_id.clone())
+                .collect(),
         });
         Some(meeting)
     }

@@ -52,7 +52,9 @@ impl StateStore {
         let mut state = State::new();
         let mut broken: Vec<(String, String)> = Vec::new();
 
-        let meetings = self.read_all(self.keys.meetings(), |id| self.keys.meeting(id)).await?;
+        let meetings = self
+            .read_all(self.keys.meetings(), |id| self.keys.meeting(id))
+            .await?;
         for (mapping_id, h) in meetings {
             let (Some(internal), Some(external)) =
                 (h.get("internalMeetingID"), h.get("externalMeetingID"))
@@ -60,7 +62,10 @@ impl StateStore {
                 broken.push((self.keys.meetings().to_string(), mapping_id));
                 continue;
             };
-            let last = h.get("lastActivity").and_then(|s| s.parse().ok()).unwrap_or(now);
+            let last = h
+                .get("lastActivity")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(now);
             state.restore_meeting(
                 internal.clone(),
                 Meeting {
@@ -73,9 +78,12 @@ impl StateStore {
             );
         }
 
-        let users = self.read_all(self.keys.users(), |id| self.keys.user(id)).await?;
+        let users = self
+            .read_all(self.keys.users(), |id| self.keys.user(id))
+            .await?;
         for (mapping_id, h) in users {
-            let (Some(user_id), Some(meeting)) = (h.get("internalUserID"), h.get("meetingId")) else {
+            let (Some(user_id), Some(meeting)) = (h.get("internalUserID"), h.get("meetingId"))
+            else {
                 broken.push((self.keys.users().to_string(), mapping_id));
                 continue;
             };
@@ -102,7 +110,10 @@ impl StateStore {
         state.sort_users_by_join_time();
 
         if !broken.is_empty() {
-            tracing::warn!(count = broken.len(), "removing stored mappings that cannot be read");
+            tracing::warn!(
+                count = broken.len(),
+                "removing stored mappings that cannot be read"
+            );
             let mut pipe = redis::pipe();
             for (set, id) in &broken {
                 pipe.srem(set, id).ignore();
@@ -144,8 +155,12 @@ impl StateStore {
         for change in changes {
             match change {
                 Change::MeetingSaved(internal) => {
-                    let Some(m) = state.meeting(internal) else { continue };
-                    let Some(mapping) = &m.mapping_id else { continue };
+                    let Some(m) = state.meeting(internal) else {
+                        continue;
+                    };
+                    let Some(mapping) = &m.mapping_id else {
+                        continue;
+                    };
                     let key = self.keys.meeting(mapping);
                     let mut fields = vec![
                         ("id", mapping.clone()),
@@ -172,7 +187,9 @@ impl StateStore {
                     }
                 }
                 Change::UserSaved { meeting, user } => {
-                    let Some(u) = state.user(meeting, user) else { continue };
+                    let Some(u) = state.user(meeting, user) else {
+                        continue;
+                    };
                     let key = self.keys.user(&u.mapping_id);
                     let record = Value::Object(u.record.clone()).to_string();
                     pipe.hset_multiple(

@@ -8,7 +8,11 @@ use redis::AsyncCommands;
 use crate::helpers::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Service {
@@ -49,11 +53,16 @@ impl Service {
 }
 
 fn sigterm(pid: u32) {
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 fn text(e: &serde_json::Value) -> String {
-    e["data"]["attributes"]["chat-message"]["message"].as_str().unwrap_or("").to_string()
+    e["data"]["attributes"]["chat-message"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
 }
 
 #[tokio::test]
@@ -67,17 +76,27 @@ async fn kill_9_with_a_backlog_loses_nothing_and_keeps_order() {
 
     let service = Service::start(&config, port).await;
     let query = format!("callbackURL={}", encode(&rx.url("/crash")));
-    let c = bbb_webhooks::api::checksum::sign("hooks/create", &query, SECRET, bbb_webhooks::config::ChecksumAlgorithm::Sha1);
-    let body = reqwest::get(format!("{}/bigbluebutton/api/hooks/create?{query}&checksum={c}", service.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let c = bbb_webhooks::api::checksum::sign(
+        "hooks/create",
+        &query,
+        SECRET,
+        bbb_webhooks::config::ChecksumAlgorithm::Sha1,
+    );
+    let body = reqwest::get(format!(
+        "{}/bigbluebutton/api/hooks/create?{query}&checksum={c}",
+        service.base
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
     let hook = extract(&body, "hookID").unwrap();
     let queue = env.key(&format!("rs:queue:{hook}"));
 
-    let messages: Vec<String> = (0..N).map(|i| chat("int-crash", "w_1", &format!("m{i:04}"))).collect();
+    let messages: Vec<String> = (0..N)
+        .map(|i| chat("int-crash", "w_1", &format!("m{i:04}")))
+        .collect();
     env.publish(&messages).await;
     // Wait until everything is queued and delivery is under way, with a backlog of 1,000+.
     let mut conn = env.redis().await;
@@ -106,7 +125,12 @@ async fn kill_9_with_a_backlog_loses_nothing_and_keeps_order() {
     })
     .await;
     let events: Vec<String> = rx.events_on("/crash").iter().map(text).collect();
-    assert!(all, "only {} distinct of {N} arrived", { let mut s = events.clone(); s.sort(); s.dedup(); s.len() });
+    assert!(all, "only {} distinct of {N} arrived", {
+        let mut s = events.clone();
+        s.sort();
+        s.dedup();
+        s.len()
+    });
 
     let mut first_seen: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -124,7 +148,10 @@ async fn kill_9_with_a_backlog_loses_nothing_and_keeps_order() {
     eprintln!(
         "crash test: {N} events, backlog {at_kill} at kill, {before_restart} received before the restart, {duplicates} duplicate(s) after it"
     );
-    assert!(duplicates <= 256, "duplicates are bounded by what was in flight: {duplicates}");
+    assert!(
+        duplicates <= 256,
+        "duplicates are bounded by what was in flight: {duplicates}"
+    );
     service.stop();
     env.cleanup().await;
 }

@@ -24,7 +24,11 @@ async fn the_form_body_and_checksum_a_receiver_verifies() {
     let app = env.start().await;
     let url = rx.url("/hook?tenant=1");
     app.create_hook(&url, "").await;
-    env.publish(&[meeting_created("int-1", "ext 1"), user_joined("int-1", "w_1", "u1")]).await;
+    env.publish(&[
+        meeting_created("int-1", "ext 1"),
+        user_joined("int-1", "w_1", "u1"),
+    ])
+    .await;
 
     let got = rx.wait_for("/hook", 2, WAIT).await;
     for r in &got {
@@ -32,23 +36,48 @@ async fn the_form_body_and_checksum_a_receiver_verifies() {
         let names: Vec<String> = r.form().into_iter().map(|(k, _)| k).collect();
         assert_eq!(names, ["domain", "event", "timestamp"]);
         assert_eq!(r.field("domain").unwrap(), "bbb.test.local");
-        assert_eq!(r.header("content-type").unwrap(), "application/x-www-form-urlencoded;charset=UTF-8");
-        assert_eq!(r.header("user-agent").unwrap(), format!("bbb-webhooks/{}", bbb_webhooks::VERSION));
+        assert_eq!(
+            r.header("content-type").unwrap(),
+            "application/x-www-form-urlencoded;charset=UTF-8"
+        );
+        assert_eq!(
+            r.header("user-agent").unwrap(),
+            format!("bbb-webhooks/{}", bbb_webhooks::VERSION)
+        );
         assert!(r.header("webhook-id").is_some() && r.header("webhook-timestamp").is_some());
         // The receiver's check: sha1(callbackURL + raw body + secret) == checksum.
-        let (base, checksum) = r.uri.rsplit_once("&checksum=").expect("checksum appended with &");
+        let (base, checksum) = r
+            .uri
+            .rsplit_once("&checksum=")
+            .expect("checksum appended with &");
         assert_eq!(base, "/hook?tenant=1");
-        let expected = ChecksumAlgorithm::Sha1.hex_digest(&[url.as_bytes(), r.body.as_bytes(), SECRET.as_bytes()]);
+        let expected = ChecksumAlgorithm::Sha1.hex_digest(&[
+            url.as_bytes(),
+            r.body.as_bytes(),
+            SECRET.as_bytes(),
+        ]);
         assert_eq!(checksum, expected);
         let ts: u64 = r.field("timestamp").unwrap().parse().unwrap();
         assert!(ts > 1_700_000_000_000);
         assert_eq!(r.events().len(), 1, "one event per request by default");
     }
-    assert_eq!(ids(&rx.events_on("/hook")), ["meeting-created", "user-joined"]);
+    assert_eq!(
+        ids(&rx.events_on("/hook")),
+        ["meeting-created", "user-joined"]
+    );
     let joined = &rx.events_on("/hook")[1];
-    assert_eq!(joined["data"]["attributes"]["meeting"]["external-meeting-id"], "ext 1");
-    assert_eq!(joined["data"]["attributes"]["user"]["external-user-id"], "u1");
-    assert_eq!(joined["data"]["event"]["ts"], joined["data"]["attributes"]["event"]["ts"]);
+    assert_eq!(
+        joined["data"]["attributes"]["meeting"]["external-meeting-id"],
+        "ext 1"
+    );
+    assert_eq!(
+        joined["data"]["attributes"]["user"]["external-user-id"],
+        "u1"
+    );
+    assert_eq!(
+        joined["data"]["event"]["ts"],
+        joined["data"]["attributes"]["event"]["ts"]
+    );
     app.stop().await;
     env.cleanup().await;
 }
@@ -62,7 +91,10 @@ async fn bearer_mode_and_sha256_callbacks() {
     env.publish(&[meeting_created("int-b", "ext-b")]).await;
     let got = rx.wait_for("/b", 1, WAIT).await;
     assert_eq!(got[0].uri, "/b");
-    assert_eq!(got[0].header("authorization").unwrap(), format!("Bearer {SECRET}"));
+    assert_eq!(
+        got[0].header("authorization").unwrap(),
+        format!("Bearer {SECRET}")
+    );
     app.stop().await;
 
     let env2 = Env::new("dl-sha256").with("hooks.hookChecksumAlgorithm", json!("sha256"));
@@ -72,7 +104,14 @@ async fn bearer_mode_and_sha256_callbacks() {
     env2.publish(&[meeting_created("int-s", "ext-s")]).await;
     let got = rx.wait_for("/s", 1, WAIT).await;
     let checksum = got[0].uri.split("checksum=").nth(1).unwrap();
-    assert_eq!(checksum, ChecksumAlgorithm::Sha256.hex_digest(&[url.as_bytes(), got[0].body.as_bytes(), SECRET.as_bytes()]));
+    assert_eq!(
+        checksum,
+        ChecksumAlgorithm::Sha256.hex_digest(&[
+            url.as_bytes(),
+            got[0].body.as_bytes(),
+            SECRET.as_bytes()
+        ])
+    );
     assert!(got[0].header("authorization").is_none());
     app.stop().await;
     env.cleanup().await;
@@ -83,10 +122,19 @@ async fn bearer_mode_and_sha256_callbacks() {
 async fn order_is_kept_while_the_receiver_fails_and_retries_are_identical() {
     let env = Env::new("dl-order");
     // The first 3 attempts fail.
-    let rx = Receiver::with(|_, n| if n < 3 { Reply::status(503) } else { Reply::ok() }).await;
+    let rx = Receiver::with(|_, n| {
+        if n < 3 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
     let app = env.start().await;
     app.create_hook(&rx.url("/o"), "").await;
-    let messages: Vec<String> = (0..10).map(|i| chat("int-o", "w_1", &format!("m{i}"))).collect();
+    let messages: Vec<String> = (0..10)
+        .map(|i| chat("int-o", "w_1", &format!("m{i}")))
+        .collect();
     env.publish(&messages).await;
 
     let got = rx.wait_for("/o", 13, WAIT).await;
@@ -96,15 +144,25 @@ async fn order_is_kept_while_the_receiver_fails_and_retries_are_identical() {
         assert_eq!(retry.body, first.body);
         assert_eq!(retry.header("webhook-id"), first.header("webhook-id"));
     }
-    let delivered: Vec<String> = got[3..].iter().flat_map(|r| r.events()).map(|e| chat_text(&e)).collect();
+    let delivered: Vec<String> = got[3..]
+        .iter()
+        .flat_map(|r| r.events())
+        .map(|e| chat_text(&e))
+        .collect();
     let want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
     assert_eq!(delivered, want, "in order, once each after the retries");
     // Distinct events have distinct webhook-ids.
-    let mut ids: Vec<String> = got[3..].iter().filter_map(|r| r.header("webhook-id")).collect();
+    let mut ids: Vec<String> = got[3..]
+        .iter()
+        .filter_map(|r| r.header("webhook-id"))
+        .collect();
     ids.dedup();
     assert_eq!(ids.len(), 10);
     let m = app.app.metrics.render();
-    assert!(m.contains("bbb_webhooks_out_hooks_hook_failures{callbackURL=\""), "{m}");
+    assert!(
+        m.contains("bbb_webhooks_out_hooks_hook_failures{callbackURL=\""),
+        "{m}"
+    );
     assert!(m.contains("reason=\"503\""), "{m}");
     app.stop().await;
     env.cleanup().await;
@@ -124,12 +182,21 @@ async fn a_hanging_receiver_does_not_delay_another_hook() {
     let app = env.start().await;
     app.create_hook(&rx.url("/slow"), "").await;
     app.create_hook(&rx.url("/fast"), "").await;
-    let messages: Vec<String> = (0..50).map(|i| chat("int-h", "w_1", &format!("m{i}"))).collect();
+    let messages: Vec<String> = (0..50)
+        .map(|i| chat("int-h", "w_1", &format!("m{i}")))
+        .collect();
     let started = std::time::Instant::now();
     env.publish(&messages).await;
     rx.wait_for("/fast", 50, Duration::from_secs(2)).await;
-    assert!(started.elapsed() < Duration::from_secs(2), "the fast hook got everything at once");
-    assert_eq!(rx.received_on("/slow").len(), 1, "the slow hook has one request in flight");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the fast hook got everything at once"
+    );
+    assert_eq!(
+        rx.received_on("/slow").len(),
+        1,
+        "the slow hook has one request in flight"
+    );
     app.stop().await;
     env.cleanup().await;
 }
@@ -155,12 +222,18 @@ async fn failing_receivers_remove_normal_hooks_but_not_permanent_ones() {
     assert!(!in_redis, "and removed from Redis");
     let queue_gone = eventually(WAIT, || async {
         let mut c = env.redis().await;
-        !c.exists::<_, bool>(env.key(&format!("rs:queue:{normal}"))).await.unwrap()
+        !c.exists::<_, bool>(env.key(&format!("rs:queue:{normal}")))
+            .await
+            .unwrap()
     })
     .await;
     assert!(queue_gone, "and its queue deleted");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(rx.received_on("/normal").len(), 4, "no attempt after removal");
+    assert_eq!(
+        rx.received_on("/normal").len(),
+        4,
+        "no attempt after removal"
+    );
 
     // The permanent hook keeps trying every permanentIntervalReset (300 ms here).
     let before = rx.received_on("/perm").len();
@@ -170,7 +243,10 @@ async fn failing_receivers_remove_normal_hooks_but_not_permanent_ones() {
     assert_eq!(hook_ids(&list).len(), 1);
     let m = app.app.metrics.render();
     assert!(m.contains("reason=\"too many failed attempts\""), "{m}");
-    assert!(m.contains("bbb_webhooks_hooks_removed_total{reason=\"failed\"} 1"), "{m}");
+    assert!(
+        m.contains("bbb_webhooks_hooks_removed_total{reason=\"failed\"} 1"),
+        "{m}"
+    );
     app.stop().await;
     env.cleanup().await;
 }
@@ -220,7 +296,8 @@ async fn gone_removes_the_hook_at_once() {
     let env = Env::new("dl-gone");
     let app = env.start().await;
     let id = app.create_hook(&rx.url("/g"), "").await;
-    env.publish(&[chat("int-g", "w_1", "a"), chat("int-g", "w_1", "b")]).await;
+    env.publish(&[chat("int-g", "w_1", "a"), chat("int-g", "w_1", "b")])
+        .await;
     rx.wait_for("/g", 1, WAIT).await;
     let gone = eventually(WAIT, || async {
         let (_, list) = app.api("list", "").await;
@@ -243,23 +320,39 @@ async fn routing_by_scope_filter_and_raw() {
     app.create_hook(&rx.url("/m1a"), "&meetingID=ext-1").await;
     app.create_hook(&rx.url("/m1b"), "&meetingID=ext-1").await;
     app.create_hook(&rx.url("/m2"), "&meetingID=ext-2").await;
-    app.create_hook(&rx.url("/joins"), "&eventID=user-joined").await;
-    app.create_hook(&rx.url("/raw"), "&getRaw=true&eventID=user-joined").await;
+    app.create_hook(&rx.url("/joins"), "&eventID=user-joined")
+        .await;
+    app.create_hook(&rx.url("/raw"), "&getRaw=true&eventID=user-joined")
+        .await;
 
     let joined = user_joined("int-1", "w_1", "u1");
     env.publish(&[
         meeting_created("int-1", "ext-1"),
         joined.clone(),
-        msg("UserLeftMeetingEvtMsg", "int-1", "w_1", json!({"intId": "w_1"})),
+        msg(
+            "UserLeftMeetingEvtMsg",
+            "int-1",
+            "w_1",
+            json!({"intId": "w_1"}),
+        ),
         meeting_created("int-2", "ext-2"),
     ])
     .await;
     rx.wait_for("/global", 3, WAIT).await;
     rx.wait_for("/m2", 1, WAIT).await;
-    assert_eq!(ids(&rx.events_on("/global")), ["meeting-created", "user-joined", "meeting-created"]);
+    assert_eq!(
+        ids(&rx.events_on("/global")),
+        ["meeting-created", "user-joined", "meeting-created"]
+    );
     // Every hook scoped to the meeting gets its events (the reference served only one).
-    assert_eq!(ids(&rx.events_on("/m1a")), ["meeting-created", "user-joined"]);
-    assert_eq!(ids(&rx.events_on("/m1b")), ["meeting-created", "user-joined"]);
+    assert_eq!(
+        ids(&rx.events_on("/m1a")),
+        ["meeting-created", "user-joined"]
+    );
+    assert_eq!(
+        ids(&rx.events_on("/m1b")),
+        ["meeting-created", "user-joined"]
+    );
     assert_eq!(ids(&rx.events_on("/m2")), ["meeting-created"]);
     assert_eq!(ids(&rx.events_on("/joins")), ["user-joined"]);
     // Raw hooks get the message exactly as published, filtered by the mapped id.
@@ -273,18 +366,35 @@ async fn routing_by_scope_filter_and_raw() {
 
 #[tokio::test]
 async fn a_backlog_travels_in_batches_with_multi_event() {
-    let rx = Receiver::with(|_, n| if n == 0 { Reply::ok().delayed(Duration::from_millis(500)) } else { Reply::ok() }).await;
+    let rx = Receiver::with(|_, n| {
+        if n == 0 {
+            Reply::ok().delayed(Duration::from_millis(500))
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
     let env = Env::new("dl-multi").with("hooks.multiEvent", json!(4));
     let app = env.start().await;
     app.create_hook(&rx.url("/m"), "").await;
-    let messages: Vec<String> = (0..9).map(|i| chat("int-m", "w_1", &format!("m{i}"))).collect();
+    let messages: Vec<String> = (0..9)
+        .map(|i| chat("int-m", "w_1", &format!("m{i}")))
+        .collect();
     env.publish(&messages[..1]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     env.publish(&messages[1..]).await;
     let delivered = eventually(WAIT, || async { rx.events_on("/m").len() >= 9 }).await;
     assert!(delivered);
-    let sizes: Vec<usize> = rx.received_on("/m").iter().map(|r| r.events().len()).collect();
-    assert_eq!(sizes, [1, 4, 4], "the backlog came in batches of multiEvent");
+    let sizes: Vec<usize> = rx
+        .received_on("/m")
+        .iter()
+        .map(|r| r.events().len())
+        .collect();
+    assert_eq!(
+        sizes,
+        [1, 4, 4],
+        "the backlog came in batches of multiEvent"
+    );
     let texts: Vec<String> = rx.events_on("/m").iter().map(chat_text).collect();
     assert_eq!(texts, (0..9).map(|i| format!("m{i}")).collect::<Vec<_>>());
     app.stop().await;

@@ -45,7 +45,11 @@ fn sets() -> Vec<Set> {
         .collect();
     own.sort();
     for dir in own {
-        assert!(dir.join("sources.md").exists(), "{}: every fixture names its sources", dir.display());
+        assert!(
+            dir.join("sources.md").exists(),
+            "{}: every fixture names its sources",
+            dir.display()
+        );
         sets.push(Set {
             name: format!("ours/{}", dir.file_name().unwrap().to_string_lossy()),
             input: dir.join("input.jsonl"),
@@ -69,7 +73,10 @@ fn settle_now(expected: &mut Value, actual: &Value, window: (u64, u64), at: &str
     for place in ["/data/event/ts", "/data/attributes/event/ts"] {
         if expected.pointer(place) == Some(&Value::String("now".into())) {
             let ts = actual.pointer(place).and_then(Value::as_u64).unwrap_or(0);
-            assert!(ts >= window.0 && ts <= window.1, "{at}: ts {ts} is not the time of receipt");
+            assert!(
+                ts >= window.0 && ts <= window.1,
+                "{at}: ts {ts} is not the time of receipt"
+            );
             *expected.pointer_mut(place).unwrap() = Value::from(ts);
         }
     }
@@ -79,7 +86,12 @@ fn settle_now(expected: &mut Value, actual: &Value, window: (u64, u64), at: &str
 fn replay(set: &Set) -> BTreeSet<String> {
     let input = lines(&set.input);
     let expected = lines(&set.expected);
-    assert_eq!(input.len(), expected.len(), "{}: one expected line per input line", set.name);
+    assert_eq!(
+        input.len(),
+        expected.len(),
+        "{}: one expected line per input line",
+        set.name
+    );
     let mut mapper = Mapper::default();
     let mut seen = BTreeSet::new();
     for (i, (line, want)) in input.iter().zip(&expected).enumerate() {
@@ -88,14 +100,18 @@ fn replay(set: &Set) -> BTreeSet<String> {
         let events = mapper.map(line.as_bytes(), now_ms()).unwrap_or_default();
         let window = (start, now_ms());
         let want: Vec<Value> = serde_json::from_str(want).unwrap();
-        let passthrough = serde_json::from_str::<Value>(line).is_ok_and(|v| v.get("data").is_some());
+        let passthrough =
+            serde_json::from_str::<Value>(line).is_ok_and(|v| v.get("data").is_some());
         assert_eq!(events.len(), want.len(), "{at}: number of events");
         for (event, mut want) in events.iter().zip(want) {
             let got: Value = serde_json::from_str(&event.json).unwrap();
             settle_now(&mut want, &got, window, &at);
             assert_eq!(got, want, "{at}");
             if !passthrough {
-                assert_eq!(got["data"]["event"], got["data"]["attributes"]["event"], "{at}: ts in both places");
+                assert_eq!(
+                    got["data"]["event"], got["data"]["attributes"]["event"],
+                    "{at}: ts in both places"
+                );
             }
             seen.insert(event.id.to_string());
         }
@@ -114,7 +130,10 @@ fn every_fixture_maps_to_exactly_its_expected_events() {
         .map(|e| e.id)
         .filter(|id| !seen.contains(*id))
         .collect();
-    assert!(missing.is_empty(), "event ids no fixture produces: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "event ids no fixture produces: {missing:?}"
+    );
 }
 
 #[test]
@@ -125,7 +144,11 @@ fn the_map_command_prints_the_fixture_events() {
         .arg(&input)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

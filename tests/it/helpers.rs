@@ -81,7 +81,10 @@ impl Env {
 
     pub fn config(&self) -> LoadedConfig {
         let overrides = self.override_list();
-        let refs: Vec<(&str, Value)> = overrides.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let refs: Vec<(&str, Value)> = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         LoadedConfig::with_overrides(&refs).expect("test config is valid")
     }
 
@@ -94,10 +97,22 @@ impl Env {
             ("redis.inboundChannels".into(), json!([self.channel])),
             ("redis.keys.hooks".into(), json!(self.hooks_set())),
             ("redis.keys.hookPrefix".into(), json!(self.key("out:hook"))),
-            ("redis.keys.mappings".into(), json!(self.key("proc:mappings"))),
-            ("redis.keys.mappingPrefix".into(), json!(self.key("proc:mapping"))),
-            ("redis.keys.userMaps".into(), json!(self.key("proc:userMaps"))),
-            ("redis.keys.userMapPrefix".into(), json!(self.key("proc:userMap"))),
+            (
+                "redis.keys.mappings".into(),
+                json!(self.key("proc:mappings")),
+            ),
+            (
+                "redis.keys.mappingPrefix".into(),
+                json!(self.key("proc:mapping")),
+            ),
+            (
+                "redis.keys.userMaps".into(),
+                json!(self.key("proc:userMaps")),
+            ),
+            (
+                "redis.keys.userMapPrefix".into(),
+                json!(self.key("proc:userMap")),
+            ),
             ("redis.keys.ownPrefix".into(), json!(self.key("rs"))),
             ("hooks.retryIntervals".into(), json!([50, 100, 200])),
             ("hooks.permanentIntervalReset".into(), json!(300)),
@@ -138,7 +153,10 @@ impl Env {
     /// Deletes every key this test created.
     pub async fn cleanup(&self) {
         let mut conn = self.redis().await;
-        let keys: Vec<String> = conn.keys(format!("{}*", self.prefix)).await.unwrap_or_default();
+        let keys: Vec<String> = conn
+            .keys(format!("{}*", self.prefix))
+            .await
+            .unwrap_or_default();
         if !keys.is_empty() {
             let _: () = conn.del(keys).await.unwrap_or(());
         }
@@ -157,10 +175,13 @@ impl TestApp {
     }
 
     pub async fn api_with(&self, call: &str, query: &str, alg: ChecksumAlgorithm) -> (u16, String) {
-        let checksum = bbb_webhooks::api::checksum::sign(&format!("hooks/{call}"), query, SECRET, alg);
+        let checksum =
+            bbb_webhooks::api::checksum::sign(&format!("hooks/{call}"), query, SECRET, alg);
         let sep = if query.is_empty() { "" } else { "&" };
-        self.get(&format!("/bigbluebutton/api/hooks/{call}?{query}{sep}checksum={checksum}"))
-            .await
+        self.get(&format!(
+            "/bigbluebutton/api/hooks/{call}?{query}{sep}checksum={checksum}"
+        ))
+        .await
     }
 
     pub async fn get(&self, path_and_query: &str) -> (u16, String) {
@@ -234,7 +255,10 @@ impl Received {
     }
 
     pub fn field(&self, name: &str) -> Option<String> {
-        self.form().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.form()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     /// The `event` field's JSON array.
@@ -318,7 +342,9 @@ impl Receiver {
             notify: Notify::new(),
             behavior,
         });
-        let app = axum::Router::new().fallback(record).with_state(state.clone());
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -391,7 +417,10 @@ async fn record(
     let path = uri.path().to_string();
     let n = {
         let mut r = state.received.lock().unwrap();
-        let n = r.iter().filter(|x| x.uri.split('?').next() == Some(&path)).count();
+        let n = r
+            .iter()
+            .filter(|x| x.uri.split('?').next() == Some(&path))
+            .count();
         r.push(Received {
             method: method.to_string(),
             uri: uri.to_string(),

@@ -13,7 +13,12 @@ const WAIT: Duration = Duration::from_secs(15);
 fn texts(events: &[Value]) -> Vec<String> {
     events
         .iter()
-        .map(|e| e["data"]["attributes"]["chat-message"]["message"].as_str().unwrap_or("").to_string())
+        .map(|e| {
+            e["data"]["attributes"]["chat-message"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect()
 }
 
@@ -29,7 +34,10 @@ async fn messages_on_every_channel_are_mapped_in_order() {
     let mut conn = env.redis().await;
     for i in 0..40 {
         let channel = if i % 2 == 0 { &env.channel } else { &second };
-        let _: i64 = conn.publish(channel, chat("int-c", "w_1", &format!("m{i}"))).await.unwrap();
+        let _: i64 = conn
+            .publish(channel, chat("int-c", "w_1", &format!("m{i}")))
+            .await
+            .unwrap();
     }
     rx.wait_for("/all", 40, WAIT).await;
     let want: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
@@ -55,9 +63,18 @@ async fn bad_messages_are_counted_and_skipped() {
     rx.wait_for("/b", 1, WAIT).await;
     assert_eq!(texts(&rx.events_on("/b")), ["still here"]);
     let m = app.app.metrics.render();
-    assert!(m.contains("bbb_webhooks_messages_malformed_total{reason=\"invalid\"} 2"), "{m}");
-    assert!(m.contains("bbb_webhooks_messages_malformed_total{reason=\"missing_field\"} 1"), "{m}");
-    assert!(m.contains("bbb_webhooks_messages_ignored_total{reason=\"unknown_name\"} 1"), "{m}");
+    assert!(
+        m.contains("bbb_webhooks_messages_malformed_total{reason=\"invalid\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("bbb_webhooks_messages_malformed_total{reason=\"missing_field\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("bbb_webhooks_messages_ignored_total{reason=\"unknown_name\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("bbb_webhooks_messages_received_total 5"), "{m}");
     assert!(m.contains("bbb_webhooks_event_process_failures 3"), "{m}");
     app.stop().await;
@@ -76,12 +93,21 @@ async fn the_subscriber_comes_back_after_its_connection_is_killed() {
     rx.wait_for("/k", 1, WAIT).await;
 
     let mut conn = env.redis().await;
-    let killed: i64 = redis::cmd("CLIENT").arg(&["KILL", "TYPE", "pubsub"]).query_async(&mut conn).await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(killed, 1);
     // Once it is subscribed again, the next message is mapped.
     let back = eventually(WAIT, || async {
         let mut c = env.redis().await;
-        let n: Vec<(String, i64)> = redis::cmd("PUBSUB").arg("NUMSUB").arg(&env.channel).query_async(&mut c).await.unwrap();
+        let n: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&env.channel)
+            .query_async(&mut c)
+            .await
+            .unwrap();
         n[0].1 == 1
     })
     .await;
@@ -90,7 +116,10 @@ async fn the_subscriber_comes_back_after_its_connection_is_killed() {
     rx.wait_for("/k", 2, WAIT).await;
     assert_eq!(texts(&rx.events_on("/k")), ["before", "after"]);
     let m = app.app.metrics.render();
-    assert!(m.contains("bbb_webhooks_redis_reconnects_total{connection=\"subscriber\"} 1"), "{m}");
+    assert!(
+        m.contains("bbb_webhooks_redis_reconnects_total{connection=\"subscriber\"} 1"),
+        "{m}"
+    );
     app.stop().await;
 }
 
@@ -100,23 +129,47 @@ async fn meeting_and_user_mappings_survive_a_restart() {
     let rx = Receiver::start().await;
     let app = env.start().await;
     app.create_hook(&rx.url("/s"), "&meetingID=ext-state").await;
-    env.publish(&[meeting_created("int-state", "ext-state"), user_joined("int-state", "w_s", "user-s")]).await;
+    env.publish(&[
+        meeting_created("int-state", "ext-state"),
+        user_joined("int-state", "w_s", "user-s"),
+    ])
+    .await;
     rx.wait_for("/s", 2, WAIT).await;
     app.stop().await;
 
     let app = env.start().await;
     env.publish(&[
-        msg("UserJoinedVoiceConfToClientEvtMsg", "int-state", "w_s", json!({"intId": "w_s", "listenOnly": false, "muted": false})),
+        msg(
+            "UserJoinedVoiceConfToClientEvtMsg",
+            "int-state",
+            "w_s",
+            json!({"intId": "w_s", "listenOnly": false, "muted": false}),
+        ),
         meeting_destroyed("int-state"),
     ])
     .await;
     rx.wait_for("/s", 5, WAIT).await;
     let events = rx.events_on("/s");
-    assert_eq!(ids(&events), ["meeting-created", "user-joined", "user-audio-voice-enabled", "user-left", "meeting-ended"]);
+    assert_eq!(
+        ids(&events),
+        [
+            "meeting-created",
+            "user-joined",
+            "user-audio-voice-enabled",
+            "user-left",
+            "meeting-ended"
+        ]
+    );
     for e in &events[2..] {
-        assert_eq!(e["data"]["attributes"]["meeting"]["external-meeting-id"], "ext-state", "{e}");
+        assert_eq!(
+            e["data"]["attributes"]["meeting"]["external-meeting-id"], "ext-state",
+            "{e}"
+        );
     }
-    assert_eq!(events[2]["data"]["attributes"]["user"]["external-user-id"], "user-s");
+    assert_eq!(
+        events[2]["data"]["attributes"]["user"]["external-user-id"],
+        "user-s"
+    );
     assert_eq!(
         events[3]["data"]["attributes"]["user"],
         json!({"internal-user-id": "w_s", "external-user-id": "user-s", "guest": false})
@@ -134,7 +187,11 @@ async fn meeting_and_user_mappings_survive_a_restart() {
 async fn mappings_are_stored_in_the_reference_layout() {
     let env = Env::new("pl-layout");
     let app = env.start().await;
-    env.publish(&[meeting_created("int-l", "ext-l"), user_joined("int-l", "w_l", "user-l")]).await;
+    env.publish(&[
+        meeting_created("int-l", "ext-l"),
+        user_joined("int-l", "w_l", "user-l"),
+    ])
+    .await;
     let mut conn = env.redis().await;
     let stored = eventually(WAIT, || async {
         let mut c = env.redis().await;
@@ -143,14 +200,18 @@ async fn mappings_are_stored_in_the_reference_layout() {
     .await;
     assert!(stored);
     let ids: Vec<String> = conn.smembers(env.key("proc:mappings")).await.unwrap();
-    let meeting: std::collections::HashMap<String, String> =
-        conn.hgetall(format!("{}:{}", env.key("proc:mapping"), ids[0])).await.unwrap();
+    let meeting: std::collections::HashMap<String, String> = conn
+        .hgetall(format!("{}:{}", env.key("proc:mapping"), ids[0]))
+        .await
+        .unwrap();
     assert_eq!(meeting["internalMeetingID"], "int-l");
     assert_eq!(meeting["externalMeetingID"], "ext-l");
     assert!(meeting["lastActivity"].parse::<u64>().is_ok());
     let ids: Vec<String> = conn.smembers(env.key("proc:userMaps")).await.unwrap();
-    let user: std::collections::HashMap<String, String> =
-        conn.hgetall(format!("{}:{}", env.key("proc:userMap"), ids[0])).await.unwrap();
+    let user: std::collections::HashMap<String, String> = conn
+        .hgetall(format!("{}:{}", env.key("proc:userMap"), ids[0]))
+        .await
+        .unwrap();
     assert_eq!(user["internalUserID"], "w_l");
     assert_eq!(user["externalUserID"], "user-l");
     assert_eq!(user["meetingId"], "int-l");
@@ -168,12 +229,17 @@ async fn redis_connections_killed_mid_stream_lose_nothing_queued() {
     let rx = Receiver::with(|_, _| Reply::ok().delayed(Duration::from_millis(3))).await;
     let app = env.start().await;
     app.create_hook(&rx.url("/q"), "").await;
-    let messages: Vec<String> = (0..300).map(|i| chat("int-q", "w_1", &format!("m{i}"))).collect();
+    let messages: Vec<String> = (0..300)
+        .map(|i| chat("int-q", "w_1", &format!("m{i}")))
+        .collect();
     env.publish(&messages).await;
     // Everything is queued once the stream holds what was not delivered yet.
     let queued = eventually(WAIT, || async {
         let mut c = env.redis().await;
-        let len: usize = c.xlen(env.key(&format!("rs:queue:{}", hook_of(&app).await))).await.unwrap_or(0);
+        let len: usize = c
+            .xlen(env.key(&format!("rs:queue:{}", hook_of(&app).await)))
+            .await
+            .unwrap_or(0);
         len + rx.received_on("/q").len() >= 300
     })
     .await;
@@ -181,7 +247,10 @@ async fn redis_connections_killed_mid_stream_lose_nothing_queued() {
     // Kill the service's command connection again and again while it delivers.
     for _ in 0..5 {
         let mut c = env.redis().await;
-        let _: Result<i64, _> = redis::cmd("CLIENT").arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"]).query_async(&mut c).await;
+        let _: Result<i64, _> = redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+            .query_async(&mut c)
+            .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = eventually(Duration::from_secs(30), || async {
