@@ -226,6 +226,7 @@ async fn run_core(ctx: Arc<ApiContext>, client: redis::Client, shutdown: Cancell
         ctx.readiness.clone(),
         metrics.clone(),
         intake_stop,
+        input::PING_EVERY,
     ));
     set_module_status(&metrics, "../in/redis/index.js", "in", true);
 

@@ -41,6 +41,33 @@ enum Command {
         #[arg(long)]
         per_message: bool,
     },
+    /// Measure the service: start it against the local Redis, publish a load, receive the
+    /// callbacks, report deliveries/s, latency, losses, duplicates, CPU and memory.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Messages to publish after the meeting creation (a join and a chat message, alternately).
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Messages per second; 0 publishes as fast as Redis takes them.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Global hooks, each with its own receiver path.
+    #[arg(long, default_value_t = 1)]
+    hooks: usize,
+    /// `hooks.multiEvent` of the service under test.
+    #[arg(long, default_value_t = 1)]
+    multi_event: usize,
+    /// `hooks.queueSize` of the service under test; by default the whole burst fits.
+    #[arg(long)]
+    queue_size: Option<usize>,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Give up when no delivery arrives for this many seconds.
+    #[arg(long, default_value_t = 20)]
+    idle_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +98,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::config_check::print(&loaded, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => {
+            let options = cli::bench::BenchOptions {
+                events: args.events,
+                rate: args.rate,
+                hooks: args.hooks,
+                redis_url: args.redis_url,
+                multi_event: args.multi_event,
+                queue_size: args.queue_size,
+                binary: None,
+                idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+            };
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let report = runtime.block_on(cli::bench::run(options))?;
+            println!("{report}");
+            Ok(if report.lost == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
         Command::Map { file, per_message } => {
             let layout = if per_message {
                 cli::map::Layout::PerMessage
@@ -99,10 +147,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn serve(config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&ConfigSources::from_process(config_file))?;
     logging::init(&loaded.settings.log).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let threads = std::env::var("BBB_WEBHOOKS_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok());
+    let runtime = match threads {
+        Some(0) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let app = app::start(loaded).await?;
         tracing::info!(version = bbb_webhooks::VERSION, "bbb-webhooks started");

@@ -27,6 +27,8 @@ use crate::state::{State, StateStore};
 
 /// Most messages taken into one batch.
 const BATCH: usize = 1024;
+/// Most deliveries (messages × hooks) written in one round trip: bounds the memory a burst takes.
+const BATCH_DELIVERIES: usize = 2048;
 /// Meeting activity is stored when it moved by at least this much.
 const ACTIVITY_STEP_MS: u64 = 60_000;
 
@@ -79,7 +81,7 @@ impl Processor {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
-                n = rx.recv_many(&mut batch, BATCH) => {
+                n = rx.recv_many(&mut batch, self.batch_limit()) => {
                     if n == 0 {
                         break;
                     }
@@ -89,6 +91,12 @@ impl Processor {
             }
         }
         self.store_activity(0).await;
+    }
+
+    /// Messages per batch: fewer when many hooks multiply each message.
+    fn batch_limit(&self) -> usize {
+        let hooks = self.registry.snapshot().len().max(1);
+        (BATCH_DELIVERIES / hooks).clamp(16, BATCH)
     }
 
     async fn process(&mut self, batch: Vec<RawMessage>) {

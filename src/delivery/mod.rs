@@ -71,6 +71,9 @@ impl Notifier {
     }
 }
 
+/// How long acknowledgements gather before the queues are trimmed.
+const ACK_PERIOD: Duration = Duration::from_millis(5);
+
 /// An acknowledgement: everything up to `entry` in `hook`'s queue is done.
 struct Ack {
     hook: String,
@@ -253,11 +256,13 @@ async fn acknowledge(
             if rx.recv_many(&mut batch, 256).await == 0 {
                 return;
             }
-        } else {
-            // Take whatever else is there without waiting.
-            while let Ok(a) = rx.try_recv() {
-                batch.push(a);
-            }
+            // Let acknowledgements gather for a moment: one trim per hook per period instead of
+            // one per delivery. A crash in that window re-sends at most that much.
+            tokio::time::sleep(ACK_PERIOD).await;
+        }
+        // Take whatever else is there without waiting.
+        while let Ok(a) = rx.try_recv() {
+            batch.push(a);
         }
         for ack in batch.drain(..) {
             let newer = pending

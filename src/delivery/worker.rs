@@ -16,7 +16,7 @@ use crate::hooks::{Hook, RemoveOutcome};
 use crate::queue::{Attempts, Entry};
 
 /// Entries read from Redis at a time.
-const PREFETCH: usize = 256;
+const PREFETCH: usize = 128;
 /// Even without a wake-up, look at the queue this often.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 

@@ -25,7 +25,8 @@ pub struct RawMessage {
     pub received_at: u64,
 }
 
-const PING_EVERY: Duration = Duration::from_secs(15);
+/// How often the subscription is checked with a PING.
+pub const PING_EVERY: Duration = Duration::from_secs(15);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -37,6 +38,7 @@ pub async fn run(
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    ping_every: Duration,
 ) {
     let mut delay = Duration::from_millis(100);
     let mut connected_before = false;
@@ -55,7 +57,7 @@ pub async fn run(
                 connected_before = true;
                 delay = Duration::from_millis(100);
                 readiness.subscribed.store(true, Ordering::Relaxed);
-                let mut ping = tokio::time::interval(PING_EVERY);
+                let mut ping = tokio::time::interval(ping_every);
                 ping.tick().await;
                 loop {
                     tokio::select! {
@@ -78,7 +80,9 @@ pub async fn run(
                             None => break,
                         },
                         _ = ping.tick() => {
-                            let alive = tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await;
+                            // In subscribed mode the answer is ["pong", ""], not "PONG": any
+                            // answer will do.
+                            let alive = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
                             if !matches!(alive, Ok(Ok(_))) {
                                 break;
                             }

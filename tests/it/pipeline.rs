@@ -275,3 +275,51 @@ async fn hook_of(app: &TestApp) -> String {
     let (_, list) = app.api("list", "").await;
     hook_ids(&list).remove(0)
 }
+
+#[tokio::test]
+async fn the_subscription_check_loses_nothing() {
+    // The subscriber PINGs its connection now and then; nothing may be lost around a PING.
+    let env = Env::new("pl-ping");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let readiness = std::sync::Arc::new(bbb_webhooks::api::Readiness::default());
+    let metrics = bbb_webhooks::metrics::Metrics::new(false);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(bbb_webhooks::input::run(
+        redis::Client::open(REDIS_URL).unwrap(),
+        vec![env.channel.clone()],
+        tx,
+        readiness.clone(),
+        metrics.clone(),
+        stop.clone(),
+        Duration::from_millis(20),
+    ));
+    assert!(
+        eventually(WAIT, || async {
+            readiness
+                .subscribed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .await
+    );
+    let mut conn = env.redis().await;
+    for i in 0..300 {
+        let _: i64 = conn.publish(&env.channel, format!("m{i}")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 300 {
+        let m = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("all messages arrive")
+            .unwrap();
+        got.push(String::from_utf8(m.payload).unwrap());
+    }
+    assert_eq!(got, (0..300).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert!(
+        !metrics
+            .render()
+            .contains("bbb_webhooks_redis_reconnects_total{connection=\"subscriber\"}")
+    );
+    stop.cancel();
+    task.await.unwrap();
+}

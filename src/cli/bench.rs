@@ -1,0 +1,481 @@
+//! `bbb-webhooks bench`: the service under load, measured from outside.
+//!
+//! Starts the service (this binary, `serve`) against the local Redis with its own key prefix and
+//! channel, starts a receiver with one path per hook, registers the hooks, publishes one
+//! `MeetingCreatedEvtMsg` and then N messages (a new user joining and a public chat message,
+//! alternately: the workload of `../shared/reference/baseline.md`) at full speed or at a given
+//! rate, and waits for every delivery. Reports deliveries/s, publish→receipt latency
+//! (p50/p99/max, first receipt of each event on each hook), lost, duplicated and reordered
+//! deliveries, and the service's CPU time and peak RSS.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use crate::api::checksum;
+use crate::config::ChecksumAlgorithm;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Messages after the meeting creation.
+    pub events: usize,
+    /// Messages per second; 0 publishes as fast as Redis takes them.
+    pub rate: u64,
+    pub hooks: usize,
+    pub redis_url: String,
+    pub multi_event: usize,
+    /// `hooks.queueSize` of the service under test: by default large enough for the whole burst
+    /// (the default bound, 10,000 per hook, drops the oldest of a larger burst, by design).
+    pub queue_size: Option<usize>,
+    /// The binary to run (`serve`); this one by default.
+    pub binary: Option<PathBuf>,
+    /// Give up waiting when nothing arrives for this long.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub options: BenchOptions,
+    pub expected: usize,
+    pub requests: usize,
+    pub delivered: usize,
+    pub lost: usize,
+    pub duplicates: usize,
+    pub reordered: usize,
+    pub elapsed: Duration,
+    pub latency_ms: (f64, f64, f64),
+    pub cpu_seconds: f64,
+    pub peak_rss_mib: f64,
+}
+
+impl BenchReport {
+    pub fn deliveries_per_second(&self) -> f64 {
+        self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.options;
+        let rate = if o.rate == 0 {
+            "max".to_string()
+        } else {
+            format!("{}/s", o.rate)
+        };
+        writeln!(
+            f,
+            "| hooks | rate | events | deliveries/s | p50 ms | p99 ms | max ms | lost | dup | reordered | CPU s | peak MiB |"
+        )?;
+        writeln!(
+            f,
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        )?;
+        write!(
+            f,
+            "| {} | {rate} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.2} | {:.1} |",
+            o.hooks,
+            o.events,
+            self.deliveries_per_second(),
+            self.latency_ms.0,
+            self.latency_ms.1,
+            self.latency_ms.2,
+            self.lost,
+            self.duplicates,
+            self.reordered,
+            self.cpu_seconds,
+            self.peak_rss_mib
+        )
+    }
+}
+
+/// One request as received: hook index, body, when.
+type Receipt = (usize, Bytes, Instant);
+
+/// Everything received, and a running count of events (cheap: the waiting loop reads it often).
+#[derive(Default)]
+struct Receipts {
+    all: Mutex<Vec<Receipt>>,
+    events: AtomicUsize,
+}
+
+/// How each event starts in a form-encoded `event` field: `{"data"`.
+const EVENT_START: &[u8] = b"%7B%22data%22";
+
+async fn receive(
+    State(r): State<Arc<Receipts>>,
+    Path(hook): Path<usize>,
+    body: Bytes,
+) -> &'static str {
+    let now = Instant::now();
+    let events = body
+        .windows(EVENT_START.len())
+        .filter(|w| *w == EVENT_START)
+        .count();
+    r.events.fetch_add(events, Ordering::Relaxed);
+    r.all
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((hook, body, now));
+    ""
+}
+
+pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("bench:{}", &id[..10]);
+    let channel = format!("{prefix}:channel");
+    let secret = format!("bench-{id}");
+
+    // The receiver.
+    let receipts = Arc::new(Receipts::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver_addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/h/{hook}", axum::routing::post(receive))
+        .with_state(receipts.clone());
+    let receiver = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    // The service.
+    let api_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = std::env::temp_dir().join(format!("bbb-webhooks-{prefix}").replace(':', "-"));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("config.yml");
+    let k = |s: &str| format!("{prefix}:{s}");
+    let tree = json!({
+        "bbb": {"sharedSecret": secret, "serverDomain": "bench.local"},
+        "redis": {"url": options.redis_url, "inboundChannels": [channel],
+                  "keys": {"hooks": k("out:hooks"), "hookPrefix": k("out:hook"), "mappings": k("proc:mappings"),
+                           "mappingPrefix": k("proc:mapping"), "userMaps": k("proc:userMaps"),
+                           "userMapPrefix": k("proc:userMap"), "ownPrefix": k("rs")}},
+        "api": {"bind": "127.0.0.1", "port": api_port},
+        "hooks": {"multiEvent": options.multi_event,
+                  "queueSize": options.queue_size.unwrap_or(options.events + 1).max(1)},
+        "log": {"level": "warn"}
+    });
+    std::fs::write(&config, serde_json::to_string_pretty(&tree)?)?;
+    let binary = match &options.binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?,
+    };
+    let mut child = tokio::process::Command::new(&binary)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("BBB_WEBHOOKS_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let pid = child.id().context("the service has no pid")?;
+    let base = format!("http://127.0.0.1:{api_port}");
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await?;
+    for i in 0..options.hooks {
+        let query = format!(
+            "callbackURL={}",
+            form_urlencoded::byte_serialize(format!("http://{receiver_addr}/h/{i}").as_bytes())
+                .collect::<String>()
+        );
+        let c = checksum::sign("hooks/create", &query, &secret, ChecksumAlgorithm::Sha1);
+        let body = http
+            .get(format!(
+                "{base}/bigbluebutton/api/hooks/create?{query}&checksum={c}"
+            ))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if !body.contains("SUCCESS") {
+            bail!("cannot register hook {i}: {body}");
+        }
+    }
+
+    // Publish.
+    let messages = workload(options.events);
+    let client = redis::Client::open(options.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    let published = publish(&mut conn, &channel, &messages, options.rate).await?;
+
+    // Wait for everything, or for silence.
+    let expected = options.hooks * messages.len();
+    let mut last_count = 0;
+    let mut last_change = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = receipts.events.load(Ordering::Relaxed);
+        if n >= expected {
+            break;
+        }
+        if n != last_count {
+            last_count = n;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > options.idle_timeout {
+            break;
+        }
+    }
+    // Late duplicates (retries of requests that timed out) would come within a few seconds.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let peak = peak_rss_mib(pid);
+    let _ = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    receiver.abort();
+    cleanup(&mut conn, &prefix).await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let receipts = std::mem::take(&mut *receipts.all.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(analyse(options, receipts, &published, started, cpu, peak))
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{base}/ready")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the service did not become ready (is Redis running on the given URL?)")
+}
+
+/// Sequence number 0 is the meeting; then joins (odd) and chats (even).
+fn workload(n: usize) -> Vec<String> {
+    let meeting = "183f0bf3a0982a127bdb8161e0c44eb696b3e75c-1700000000000";
+    let now = crate::time::now_ms();
+    let mut out = Vec::with_capacity(n + 1);
+    out.push(json!({"envelope":{"name":"MeetingCreatedEvtMsg","routing":{"sender":"bbb-apps-akka"},"timestamp":now},
+        "core":{"header":{"name":"MeetingCreatedEvtMsg"},"body":{"props":{"meetingProp":{"name":"Bench","extId":"bench","intId":meeting,"isBreakout":false},
+        "durationProps":{"duration":0,"createdTime":now,"createdDate":"now"},"password":{"moderatorPass":"mp","viewerPass":"ap"},
+        "recordProp":{"record":false},"voiceProp":{"voiceConf":"70000","dialNumber":"613-555-1234"},"usersProp":{"maxUsers":0},"metadataProp":{"metadata":{}}}}}})
+        .to_string());
+    for seq in 1..=n {
+        let (name, user, body) = if seq % 2 == 1 {
+            let user = format!("w_{seq}");
+            (
+                "UserJoinedMeetingEvtMsg",
+                user.clone(),
+                json!({"intId":user,"extId":format!("ext-{seq}"),"name":"Student","role":"VIEWER","guest":false,"authed":true,"guestStatus":"ALLOW","emoji":"none","reactionEmoji":"none","raiseHand":false,"away":false,"pin":false,"presenter":false,"locked":true,"avatar":"","color":"#7b1fa2","clientType":"HTML5"}),
+            )
+        } else {
+            let user = format!("w_{}", seq - 1);
+            (
+                "GroupChatMessageBroadcastEvtMsg",
+                user.clone(),
+                json!({"chatId":"MAIN-PUBLIC-GROUP-CHAT","msg":{"id":format!("c-{seq}"),"timestamp":now,"correlationId":format!("{user}-{seq}"),"sender":{"id":user,"name":"Student","role":"VIEWER"},"chatEmphasizedText":true,"message":"Hello everyone, a message of an ordinary length."}}),
+            )
+        };
+        out.push(
+            json!({"envelope":{"name":name,"routing":{"msgType":"BROADCAST_TO_MEETING","meetingId":meeting,"userId":user},"timestamp":now},
+                   "core":{"header":{"name":name,"meetingId":meeting,"userId":user},"body":body}})
+            .to_string(),
+        );
+    }
+    out
+}
+
+/// Publishes every message; returns when each was published.
+async fn publish(
+    conn: &mut redis::aio::MultiplexedConnection,
+    channel: &str,
+    messages: &[String],
+    rate: u64,
+) -> anyhow::Result<Vec<Instant>> {
+    let mut at = Vec::with_capacity(messages.len());
+    if rate == 0 {
+        for chunk in messages.chunks(200) {
+            let mut pipe = redis::pipe();
+            for m in chunk {
+                pipe.publish(channel, m).ignore();
+            }
+            let t = Instant::now();
+            pipe.query_async::<()>(conn).await?;
+            at.extend(std::iter::repeat_n(t, chunk.len()));
+        }
+        return Ok(at);
+    }
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = 0;
+    while sent < messages.len() {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(messages.len());
+        if due > sent {
+            let mut pipe = redis::pipe();
+            for m in &messages[sent..due] {
+                pipe.publish(channel, m).ignore();
+            }
+            let t = Instant::now();
+            pipe.query_async::<()>(conn).await?;
+            at.extend(std::iter::repeat_n(t, due - sent));
+            sent = due;
+        }
+    }
+    Ok(at)
+}
+
+/// The sequence numbers of the events in one request body.
+fn events_in(body: &[u8]) -> Vec<usize> {
+    let Some(event) = form_urlencoded::parse(body)
+        .find(|(k, _)| k == "event")
+        .map(|(_, v)| v.into_owned())
+    else {
+        return Vec::new();
+    };
+    let events: Vec<Value> = serde_json::from_str(&event).unwrap_or_default();
+    events
+        .iter()
+        .filter_map(|e| {
+            let a = &e["data"]["attributes"];
+            match e["data"]["id"].as_str()? {
+                "meeting-created" => Some(0),
+                "user-joined" => a["user"]["internal-user-id"]
+                    .as_str()?
+                    .strip_prefix("w_")?
+                    .parse()
+                    .ok(),
+                "chat-group-message-sent" => a["chat-message"]["id"]
+                    .as_str()?
+                    .strip_prefix("c-")?
+                    .parse()
+                    .ok(),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn analyse(
+    options: BenchOptions,
+    receipts: Vec<Receipt>,
+    published: &[Instant],
+    started: Instant,
+    cpu_seconds: f64,
+    peak_rss_mib: f64,
+) -> BenchReport {
+    let n = published.len();
+    let mut first: HashMap<(usize, usize), Instant> = HashMap::new();
+    let mut duplicates = 0;
+    let mut reordered = 0;
+    let mut max_seen: HashMap<usize, usize> = HashMap::new();
+    let mut last_receipt = started;
+    let requests = receipts.len();
+    for (hook, body, at) in &receipts {
+        last_receipt = last_receipt.max(*at);
+        for seq in events_in(body) {
+            if first.contains_key(&(*hook, seq)) {
+                duplicates += 1;
+                continue;
+            }
+            first.insert((*hook, seq), *at);
+            let max = max_seen.entry(*hook).or_insert(0);
+            if seq < *max {
+                reordered += 1;
+            }
+            *max = (*max).max(seq);
+        }
+    }
+    let mut latencies: Vec<f64> = first
+        .iter()
+        .filter_map(|((_, seq), at)| {
+            published
+                .get(*seq)
+                .map(|p| at.duration_since(*p).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i]
+    };
+    let expected = options.hooks * n;
+    if first.len() < expected {
+        let missing: Vec<usize> = (0..n)
+            .filter(|seq| !first.contains_key(&(0, *seq)))
+            .collect();
+        eprintln!(
+            "missing on hook 0: {} events, first {:?}",
+            missing.len(),
+            &missing[..missing.len().min(20)]
+        );
+    }
+    BenchReport {
+        expected,
+        requests,
+        delivered: first.len(),
+        lost: expected.saturating_sub(first.len()),
+        duplicates,
+        reordered,
+        elapsed: last_receipt.duration_since(started),
+        latency_ms: (
+            pct(0.50),
+            pct(0.99),
+            latencies.last().copied().unwrap_or(0.0),
+        ),
+        cpu_seconds,
+        peak_rss_mib,
+        options,
+    }
+}
+
+/// CPU seconds (user + system) the process used so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn cleanup(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(conn).await;
+    }
+}
