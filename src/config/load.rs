@@ -576,3 +576,27 @@ xapi:
         assert_eq!(s.redis.connection_url(), "redis://:p%20w@10.1.1.1:6379");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The commented example in the repository states exactly the built-in defaults.
+    #[test]
+    fn the_example_config_is_the_defaults() {
+        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.yml"));
+        let sources = ConfigSources {
+            files: vec![(path, true)],
+            env: Box::new(|name| (name == "SHARED_SECRET").then(|| "s".to_string())),
+            properties_files: Vec::new(),
+        };
+        let loaded = load(&sources).unwrap();
+        let mut defaults = Settings::default();
+        defaults.bbb.shared_secret = Some(super::super::Secret::new("s"));
+        assert_eq!(
+            serde_json::to_value(&loaded.settings).unwrap(),
+            serde_json::to_value(&defaults).unwrap()
+        );
+        assert!(loaded.notes.is_empty(), "{:?}", loaded.notes);
+    }
+}
