@@ -23,7 +23,7 @@ use crate::delivery::DeliveryPool;
 use crate::hooks::{HookRegistry, HookStore};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::processor::Processor;
+use crate::processor::{Outbox, Processor};
 use crate::queue::DeliveryQueue;
 use crate::state::StateStore;
 use crate::{input, redis_conn};
@@ -33,10 +33,13 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot listen on {what} address {addr}: {source}")]
+    #[error("cannot listen on the {what} address {addr} ({keys}, from {origin}): {source}")]
     Bind {
         what: &'static str,
         addr: String,
+        /// The settings that name the address, and where their values came from.
+        keys: &'static str,
+        origin: String,
         source: std::io::Error,
     },
     #[error("invalid Redis URL: {0}")]
@@ -90,6 +93,8 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
     for note in &config.notes {
         tracing::warn!("{note}");
     }
+    let api_origin = origin_of(&config, &["api.bind", "api.port"]);
+    let metrics_origin = origin_of(&config, &["prometheus.host", "prometheus.port"]);
     let settings = Arc::new(config.settings);
     let metrics = Metrics::new(settings.prometheus.collect_default_metrics);
     let readiness = Arc::new(Readiness::default());
@@ -102,19 +107,31 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
         readiness: readiness.clone(),
         metrics: metrics.clone(),
     });
-    let api_addr = resolve("API", &settings.api.bind, settings.api.port)?;
+    let api_keys = "api.bind, api.port";
+    let api_addr = resolve(
+        "API",
+        api_keys,
+        &api_origin,
+        &settings.api.bind,
+        settings.api.port,
+    )?;
     let (api_addr, api_task) = api::serve(ctx.clone(), api_addr, shutdown.clone())
         .await
         .map_err(|source| AppError::Bind {
             what: "API",
             addr: api_addr.to_string(),
+            keys: api_keys,
+            origin: api_origin.clone(),
             source,
         })?;
     tracing::info!(address = %api_addr, "hooks API listening");
 
     let metrics_addr = if settings.prometheus.enabled {
+        let keys = "prometheus.host, prometheus.port";
         let addr = resolve(
             "metrics",
+            keys,
+            &metrics_origin,
             &settings.prometheus.host,
             settings.prometheus.port,
         )?;
@@ -130,6 +147,8 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
         .map_err(|source| AppError::Bind {
             what: "metrics",
             addr: addr.to_string(),
+            keys,
+            origin: metrics_origin.clone(),
             source,
         })?;
         tracing::info!(address = %addr, "metrics listening");
@@ -235,9 +254,12 @@ async fn run_core(ctx: Arc<ApiContext>, client: redis::Client, shutdown: Cancell
         state,
         state_store,
         registry.clone(),
-        queue,
-        pool.notifier(),
+        Outbox {
+            queue,
+            notifier: pool.notifier(),
+        },
         metrics.clone(),
+        shutdown.clone(),
     );
     let processing = tokio::spawn(processor.run(raw_rx));
 
@@ -294,7 +316,23 @@ fn warn_about_bearer(settings: &Settings, registry: &HookRegistry) {
     }
 }
 
-fn resolve(what: &'static str, host: &str, port: u16) -> Result<SocketAddr, AppError> {
+/// Where the values of `keys` came from, for error messages.
+fn origin_of(config: &LoadedConfig, keys: &[&str]) -> String {
+    let mut origins: Vec<String> = keys
+        .iter()
+        .map(|k| config.source_of(k).to_string())
+        .collect();
+    origins.dedup();
+    origins.join(", ")
+}
+
+fn resolve(
+    what: &'static str,
+    keys: &'static str,
+    origin: &str,
+    host: &str,
+    port: u16,
+) -> Result<SocketAddr, AppError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
@@ -305,6 +343,8 @@ fn resolve(what: &'static str, host: &str, port: u16) -> Result<SocketAddr, AppE
         .ok_or_else(|| AppError::Bind {
             what,
             addr: format!("{host}:{port}"),
+            keys,
+            origin: origin.to_string(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "cannot resolve the host"),
         })
 }

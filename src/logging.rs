@@ -13,14 +13,19 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// pino's level names to tracing's.
+/// pino's level names to tracing's. Libraries log at most warnings (their debug lines can carry
+/// request URLs, and so checksums); `RUST_LOG` can still turn them up for a deep look.
 pub fn filter_directive(level: &str) -> String {
     let level = match level.to_ascii_lowercase().as_str() {
         "fatal" => "error".to_string(),
         "silent" => "off".to_string(),
         other => other.to_string(),
     };
-    format!("bbb_webhooks={level},{level}")
+    let libraries = match level.as_str() {
+        "error" | "off" => level.as_str(),
+        _ => "warn",
+    };
+    format!("bbb_webhooks={level},{libraries}")
 }
 
 /// Installs the global subscriber. Returns an error string when the log file cannot be opened.
@@ -153,6 +158,7 @@ mod tests {
     fn pino_levels_are_understood() {
         assert_eq!(filter_directive("fatal"), "bbb_webhooks=error,error");
         assert_eq!(filter_directive("silent"), "bbb_webhooks=off,off");
-        assert_eq!(filter_directive("INFO"), "bbb_webhooks=info,info");
+        assert_eq!(filter_directive("INFO"), "bbb_webhooks=info,warn");
+        assert_eq!(filter_directive("trace"), "bbb_webhooks=trace,warn");
     }
 }

@@ -16,8 +16,11 @@ use bbb_webhooks::{app, cli, logging};
     about = "Webhooks for BigBlueButton: Redis events in, signed HTTP callbacks out"
 )]
 struct Cli {
-    /// Configuration file (YAML; ours or a bbb-webhooks 3.x one). Without it:
-    /// /etc/bigbluebutton/bbb-webhooks/{default,production,config}.yml when present.
+    /// Configuration file (YAML; ours or a bbb-webhooks 3.x one). Without it, those present of:
+    /// /etc/bigbluebutton/bbb-webhooks/default.yml,
+    /// /usr/local/bigbluebutton/bbb-webhooks/config/default.yml,
+    /// /etc/bigbluebutton/bbb-webhooks/production.yml, /etc/bigbluebutton/bbb-webhooks/config.yml
+    /// (later ones win).
     #[arg(long, short, global = true, env = "BBB_WEBHOOKS_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -44,6 +47,88 @@ enum Command {
     /// Measure the service: start it against the local Redis, publish a load, receive the
     /// callbacks, report deliveries/s, latency, losses, duplicates, CPU and memory.
     Bench(BenchArgs),
+    /// See it work: the service, a receiver that verifies checksums, and a simulated meeting,
+    /// in one terminal (needs only a Redis).
+    Demo {
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        /// Print each event's JSON instead of a readable line.
+        #[arg(long)]
+        json: bool,
+        /// Message shapes of this BigBlueButton generation.
+        #[arg(long, value_enum, default_value = "3.0")]
+        shape: cli::simulate::Generation,
+    },
+    /// Publish a realistic BigBlueButton meeting on Redis, as a server would.
+    Simulate {
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        #[arg(long, default_value_t = 1)]
+        meetings: usize,
+        /// Users per meeting (at least 2: a moderator and a guest).
+        #[arg(long, default_value_t = 3)]
+        users: usize,
+        /// Pause between messages, in ms.
+        #[arg(long, default_value_t = 200)]
+        pace_ms: u64,
+        /// Message shapes of this BigBlueButton generation.
+        #[arg(long, value_enum, default_value = "3.0")]
+        shape: cli::simulate::Generation,
+        /// Publish everything on this channel instead of BigBlueButton's own channels.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Leave out the recording pipeline.
+        #[arg(long)]
+        no_recording: bool,
+    },
+    /// Manage the hooks of a running service through its API (signed with the configured secret).
+    Hooks {
+        /// The service's address; default http://<api.bind>:<api.port> from the configuration.
+        #[arg(long, global = true)]
+        api_url: Option<String>,
+        #[command(subcommand)]
+        command: HooksCommand,
+    },
+    /// Print a BigBlueButton API URL with its checksum appended (secret from the configuration).
+    Checksum {
+        /// e.g. https://bbb.example.com/bigbluebutton/api/hooks/list?meetingID=m1
+        url: String,
+        #[arg(long, default_value = "sha1")]
+        algorithm: String,
+        /// Use this secret instead of the configured one.
+        #[arg(long, env = "SHARED_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HooksCommand {
+    /// List the registered hooks.
+    List {
+        /// Only global hooks and those of this meeting (external id).
+        #[arg(long)]
+        meeting_id: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a hook.
+    Create {
+        url: String,
+        /// Only events of this meeting (external id).
+        #[arg(long)]
+        meeting_id: Option<String>,
+        /// Only these event ids (comma list).
+        #[arg(long)]
+        events: Option<String>,
+        /// Receive the raw BigBlueButton messages.
+        #[arg(long)]
+        raw: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a hook.
+    Destroy { id: String },
 }
 
 #[derive(clap::Args)]
@@ -98,6 +183,92 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::config_check::print(&loaded, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo {
+            redis_url,
+            json,
+            shape,
+        } => {
+            let options = cli::demo::DemoOptions {
+                redis_url,
+                json,
+                generation: shape,
+                ..Default::default()
+            };
+            let out: cli::demo::Output =
+                std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let summary = runtime.block_on(cli::demo::run(options, out))?;
+            Ok(if summary.failed_checks == 0 && summary.events > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Simulate {
+            redis_url,
+            meetings,
+            users,
+            pace_ms,
+            shape,
+            channel,
+            no_recording,
+        } => {
+            let options = cli::simulate::SimulateOptions {
+                meetings,
+                users,
+                pace: std::time::Duration::from_millis(pace_ms),
+                generation: shape,
+                channel,
+                recording: !no_recording,
+            };
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let client =
+                    redis::Client::open(redis_url.as_str()).context("invalid --redis-url")?;
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .with_context(|| cli::demo::no_redis_help(&redis_url))?;
+                let sent =
+                    cli::simulate::run(&mut conn, &options, |line| eprintln!("{line}")).await?;
+                eprintln!("published {sent} messages");
+                anyhow::Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Hooks { api_url, command } => {
+            let loaded = config::load(&ConfigSources::from_process(cli.config))?;
+            let client = cli::admin::AdminClient::new(&loaded.settings, api_url);
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(hooks_command(&client, command))
+        }
+        Command::Checksum {
+            url,
+            algorithm,
+            secret,
+        } => {
+            let algorithm = bbb_webhooks::config::ChecksumAlgorithm::from_name(&algorithm)
+                .with_context(|| {
+                    format!("unknown algorithm {algorithm:?} (sha1, sha256, sha384, sha512)")
+                })?;
+            let (secret, api_path) = match secret {
+                Some(s) => (s, "/bigbluebutton/api".to_string()),
+                None => {
+                    let loaded = config::load(&ConfigSources::from_process(cli.config))?;
+                    (
+                        loaded.settings.secret().to_string(),
+                        loaded.settings.bbb.api_path.clone(),
+                    )
+                }
+            };
+            println!(
+                "{}",
+                cli::checksum::sign_url(&url, &api_path, &secret, algorithm)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             let options = cli::bench::BenchOptions {
                 events: args.events,
@@ -142,6 +313,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+async fn hooks_command(
+    client: &cli::admin::AdminClient,
+    command: HooksCommand,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        HooksCommand::List { meeting_id, json } => {
+            let hooks = client.list(meeting_id.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hooks)?);
+            } else {
+                print!("{}", cli::admin::table(&hooks));
+            }
+        }
+        HooksCommand::Create {
+            url,
+            meeting_id,
+            events,
+            raw,
+            json,
+        } => {
+            let (id, existed) = client
+                .create(&url, meeting_id.as_deref(), events.as_deref(), raw)
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"hookID": id, "duplicate": existed})
+                );
+            } else if existed {
+                println!("already registered: {id}");
+            } else {
+                println!("created: {id}");
+            }
+        }
+        HooksCommand::Destroy { id } => {
+            client.destroy(&id).await?;
+            println!("removed: {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {

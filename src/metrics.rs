@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -15,6 +16,8 @@ use prometheus::{
 
 pub struct Metrics {
     registry: Registry,
+    /// Every metric family name this registry can expose.
+    names: Vec<String>,
     // --- the reference's ---
     pub module_status: IntGaugeVec,
     pub event_process_failures: IntCounter,
@@ -40,40 +43,52 @@ pub struct Metrics {
     pub api_checksum_failures: IntCounter,
 }
 
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+/// A registry that remembers the name of every family registered in it.
+struct Reg {
+    registry: Registry,
+    names: Vec<String>,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
-}
+impl Reg {
+    fn add<C: Collector + Clone + 'static>(&mut self, c: C) -> C {
+        self.names
+            .extend(c.desc().iter().map(|d| d.fq_name.clone()));
+        self.registry
+            .register(Box::new(c.clone()))
+            .expect("unique metric");
+        c
+    }
 
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
-}
+    fn counter(&mut self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid metric"))
+    }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
+    fn counter_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    fn gauge_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
 }
 
 impl Metrics {
     pub fn new(collect_process_metrics: bool) -> Arc<Metrics> {
-        let r = Registry::new();
+        let mut r = Reg {
+            registry: Registry::new(),
+            names: Vec::new(),
+        };
         if collect_process_metrics {
-            let pc = prometheus::process_collector::ProcessCollector::new(
-                std::process::id() as i32,
-                "bbb_webhooks",
-            );
+            let pc = process_collector();
+            let names: Vec<String> = pc.desc().iter().map(|d| d.fq_name.clone()).collect();
             // Only fails where /proc is missing; the metrics are then simply absent.
-            let _ = r.register(Box::new(pc));
+            if r.registry.register(Box::new(pc)).is_ok() {
+                r.names.extend(names);
+            }
         }
         let delivery_latency = Histogram::with_opts(
             HistogramOpts::new(
@@ -86,126 +101,112 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
-        r.register(Box::new(delivery_latency.clone()))
-            .expect("unique metric");
+        let delivery_latency = r.add(delivery_latency);
+        let base = r.names.pop().unwrap_or_default();
+        r.names
+            .extend(["_bucket", "_sum", "_count"].map(|s| format!("{base}{s}")));
 
         Arc::new(Metrics {
-            module_status: gauge_vec(
-                &r,
+            module_status: r.gauge_vec(
                 "bbb_webhooks_module_status",
                 "1 when the module runs, 0 when it failed",
                 &["module", "moduleType"],
             ),
-            event_process_failures: counter(
-                &r,
+            event_process_failures: r.counter(
                 "bbb_webhooks_event_process_failures",
                 "Input messages that could not be processed",
             ),
-            event_dispatch_failures: counter_vec(
-                &r,
+            event_dispatch_failures: r.counter_vec(
                 "bbb_webhooks_event_dispatch_failures",
                 "Events that could not be handed to an output",
                 &["outputEventId", "module"],
             ),
-            meeting_mappings: gauge(
-                &r,
+            meeting_mappings: r.gauge(
                 "bbb_webhooks_meeting_mappings",
                 "Meeting id mappings in memory",
             ),
-            user_mappings: gauge(
-                &r,
-                "bbb_webhooks_user_mappings",
-                "User id mappings in memory",
-            ),
-            api_requests: counter_vec(
-                &r,
+            user_mappings: r.gauge("bbb_webhooks_user_mappings", "User id mappings in memory"),
+            api_requests: r.counter_vec(
                 "bbb_webhooks_out_hooks_api_requests",
                 "Hooks API calls",
                 &["method", "path", "statusCode", "returncode", "messageKey"],
             ),
-            registered_hooks: gauge_vec(
-                &r,
+            registered_hooks: r.gauge_vec(
                 "bbb_webhooks_out_hooks_registered_hooks",
                 "Registered hooks",
                 &["callbackURL", "permanent", "getRaw", "enabled"],
             ),
-            hook_failures: counter_vec(
-                &r,
+            hook_failures: r.counter_vec(
                 "bbb_webhooks_out_hooks_hook_failures",
                 "Failed callback attempts and give-ups",
                 &["callbackURL", "reason", "eventId"],
             ),
-            processed_events: counter_vec(
-                &r,
+            processed_events: r.counter_vec(
                 "bbb_webhooks_out_hooks_processed_events",
                 "Events delivered successfully",
                 &["eventId", "callbackURL"],
             ),
-            messages_received: counter(
-                &r,
+            messages_received: r.counter(
                 "bbb_webhooks_messages_received_total",
                 "Messages received on the Redis channels",
             ),
-            messages_ignored: counter_vec(
-                &r,
+            messages_ignored: r.counter_vec(
                 "bbb_webhooks_messages_ignored_total",
                 "Well-formed messages that produce no event",
                 &["reason"],
             ),
-            messages_malformed: counter_vec(
-                &r,
+            messages_malformed: r.counter_vec(
                 "bbb_webhooks_messages_malformed_total",
                 "Messages that could not be parsed or lack required fields",
                 &["reason"],
             ),
-            events_mapped: counter_vec(
-                &r,
+            events_mapped: r.counter_vec(
                 "bbb_webhooks_events_mapped_total",
                 "Events produced by the mapper",
                 &["event"],
             ),
-            queue_depth: gauge_vec(
-                &r,
+            queue_depth: r.gauge_vec(
                 "bbb_webhooks_queue_depth",
                 "Events waiting in a hook's queue",
                 &["hook"],
             ),
-            queue_dropped: counter_vec(
-                &r,
+            queue_dropped: r.counter_vec(
                 "bbb_webhooks_queue_dropped_total",
                 "Events dropped because a hook's queue was full (oldest first)",
                 &["hook"],
             ),
             delivery_latency,
-            delivery_retries: counter(
-                &r,
+            delivery_retries: r.counter(
                 "bbb_webhooks_delivery_retries_total",
                 "Callback attempts after a failed one",
             ),
-            deliveries_in_flight: gauge(
-                &r,
+            deliveries_in_flight: r.gauge(
                 "bbb_webhooks_deliveries_in_flight",
                 "Callback requests under way",
             ),
-            hooks_removed: counter_vec(
-                &r,
+            hooks_removed: r.counter_vec(
                 "bbb_webhooks_hooks_removed_total",
                 "Hooks removed, by reason",
                 &["reason"],
             ),
-            redis_reconnects: counter_vec(
-                &r,
+            redis_reconnects: r.counter_vec(
                 "bbb_webhooks_redis_reconnects_total",
                 "Redis connections re-established after a failure",
                 &["connection"],
             ),
-            api_checksum_failures: counter(
-                &r,
+            api_checksum_failures: r.counter(
                 "bbb_webhooks_api_checksum_failures_total",
                 "Hooks API calls refused for their checksum",
             ),
-            registry: r,
+            names: r.names,
+            registry: r.registry,
         })
+    }
+
+    /// Every metric family name the service can expose (histograms with their `_bucket`, `_sum`
+    /// and `_count` series; process metrics when enabled).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The Prometheus text format (version 0.0.4).
@@ -215,6 +216,10 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+fn process_collector() -> prometheus::process_collector::ProcessCollector {
+    prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, "bbb_webhooks")
 }
 
 /// Serves `GET <path>` on its own address, as the reference does.

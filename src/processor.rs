@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::delivery::Notifier;
@@ -36,6 +37,12 @@ static MALFORMED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 static IGNORED_LOG: RateLimit = RateLimit::new(Duration::from_secs(60));
 static DROPPED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 
+/// Where deliveries go: the hooks' queues, and the wake-ups of their workers.
+pub struct Outbox {
+    pub queue: DeliveryQueue,
+    pub notifier: Notifier,
+}
+
 pub struct Processor {
     settings: Arc<Settings>,
     mapper: Mapper,
@@ -45,6 +52,8 @@ pub struct Processor {
     notifier: Notifier,
     metrics: Arc<Metrics>,
     filters: Filters,
+    /// Cancelled at shutdown: a batch Redis keeps refusing is then given up after a grace period.
+    stop: CancellationToken,
 }
 
 impl Processor {
@@ -53,10 +62,11 @@ impl Processor {
         state: State,
         store: StateStore,
         registry: Arc<HookRegistry>,
-        queue: DeliveryQueue,
-        notifier: Notifier,
+        outbox: Outbox,
         metrics: Arc<Metrics>,
+        stop: CancellationToken,
     ) -> Self {
+        let Outbox { queue, notifier } = outbox;
         let filters = Filters::new(
             &settings.hooks.include_events,
             &settings.hooks.exclude_events,
@@ -70,6 +80,7 @@ impl Processor {
             notifier,
             metrics,
             filters,
+            stop,
         }
     }
 
@@ -155,17 +166,33 @@ impl Processor {
         }
     }
 
-    /// Sends the batch's writes, retrying until Redis takes them.
+    /// Sends the batch's writes, retrying until Redis takes them. Only at shutdown, after the
+    /// grace period, is a batch given up (with an error: its events are lost).
     async fn write(&self, pipe: &redis::Pipeline) {
         if pipe.cmd_iter().next().is_none() {
             return;
         }
         let mut conn = self.queue.connection();
         let mut delay = Duration::from_millis(50);
+        let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
             match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    if failing_since.is_some() {
+                        self.metrics
+                            .redis_reconnects
+                            .with_label_values(&["commands"])
+                            .inc();
+                        tracing::info!("Redis takes writes again");
+                    }
+                    return;
+                }
                 Err(e) => {
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if self.stop.is_cancelled() && since.elapsed() >= crate::app::SHUTDOWN_GRACE {
+                        tracing::error!(error = %e, commands = pipe.cmd_iter().count(), "stopping while Redis refuses writes: this batch is lost");
+                        return;
+                    }
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot write to Redis; holding the batch and retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));

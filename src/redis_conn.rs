@@ -37,7 +37,20 @@ pub async fn connect_when_ready(
     let mut delay = Duration::from_millis(100);
     let mut last_log: Option<tokio::time::Instant> = None;
     loop {
-        match ConnectionManager::new_with_config(client.clone(), manager_config()).await {
+        // A quick probe first: the connection manager retries on its own before it reports.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        })
+        .await;
+        let outcome = match probe {
+            Ok(Ok(())) => ConnectionManager::new_with_config(client.clone(), manager_config())
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer".to_string()),
+        };
+        match outcome {
             Ok(conn) => {
                 if last_log.is_some() {
                     tracing::info!("Redis answers now");

@@ -100,9 +100,24 @@ impl LoadedConfig {
             .into_iter()
             .map(|(key, value)| {
                 let source = self.source_of(&key);
-                (key, value.to_string(), source)
+                let shown = match (key.as_str(), value.as_str()) {
+                    ("redis.url", Some(url)) => Value::String(redact_url(url)).to_string(),
+                    _ => value.to_string(),
+                };
+                (key, shown, source)
             })
             .collect()
+    }
+}
+
+/// A URL with its password (if any) replaced.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -196,23 +211,23 @@ fn read_yaml(path: &PathBuf, required: bool) -> Result<Option<Map<String, Value>
     }
 }
 
-/// The shared secret (and, when nobody set it, the domain) from BigBlueButton's own files.
+/// The shared secret and the domain from BigBlueButton's own files, each only when no layer set
+/// it.
 fn apply_properties(tree: &mut Value, origin: &mut BTreeMap<String, Source>, files: &[PathBuf]) {
     let has_secret = tree
         .pointer("/bbb/sharedSecret")
         .and_then(Value::as_str)
         .is_some_and(|s| !s.is_empty());
-    if has_secret {
+    let has_domain = origin.contains_key("bbb.serverDomain");
+    if has_secret && has_domain {
         return;
     }
     let found = properties::read(files);
-    if let Some((secret, path)) = found.secret {
+    if !has_secret && let Some((secret, path)) = found.secret {
         set_dotted(tree, "bbb.sharedSecret", Value::String(secret));
         origin.insert("bbb.sharedSecret".into(), Source::Properties(path));
     }
-    if !origin.contains_key("bbb.serverDomain")
-        && let Some((domain, path)) = found.domain
-    {
+    if !has_domain && let Some((domain, path)) = found.domain {
         set_dotted(tree, "bbb.serverDomain", Value::String(domain));
         origin.insert("bbb.serverDomain".into(), Source::Properties(path));
     }
@@ -510,6 +525,11 @@ xapi:
             Source::Properties(props.clone())
         );
 
+        // The domain comes from the properties even when the secret is configured.
+        let env = [("SHARED_SECRET", "envsecret")];
+        let loaded = load(&sources(&[], &env, std::slice::from_ref(&props))).unwrap();
+        assert_eq!(loaded.settings.bbb.server_domain, "bbb.school.org");
+
         // A configured secret and domain win over the properties.
         let env = [
             ("SHARED_SECRET", "envsecret"),
@@ -574,6 +594,18 @@ xapi:
         ];
         let s = load(&sources(&[], &env, &[])).unwrap().settings;
         assert_eq!(s.redis.connection_url(), "redis://:p%20w@10.1.1.1:6379");
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("REDIS_URL", "redis://:topsecret@10.1.1.1:6379/2"),
+        ];
+        let loaded = load(&sources(&[], &env, &[])).unwrap();
+        let shown = loaded.describe();
+        let url = shown.iter().find(|(k, _, _)| k == "redis.url").unwrap();
+        assert!(
+            !url.1.contains("topsecret") && url.1.contains("10.1.1.1"),
+            "{}",
+            url.1
+        );
     }
 }
 

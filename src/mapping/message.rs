@@ -85,9 +85,9 @@ impl<'a> Message<'a> {
     pub fn meeting_id(&self) -> Option<&'a str> {
         const PLACES: [&str; 8] = [
             "/envelope/routing/meetingId",
-            "/core/header/meetingId",
             "/core/body/props/meetingProp/intId",
             "/core/body/meetingId",
+            "/core/header/meetingId",
             "/core/body/internalMeetingId",
             "/core/body/recordId",
             "/core/body/meeting_id",

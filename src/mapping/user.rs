@@ -100,6 +100,10 @@ pub(super) fn ts(msg: &Message, cx: &Cx) -> u64 {
 fn joined(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     let (meeting, user_id) = meeting_and_user(msg)?;
     let mut user = common_user(msg, cx, meeting, user_id);
+    // A join names the user's external id itself: it wins over an older mapping (a re-join).
+    if let Some(ext) = msg.str_field("extId").filter(|e| !e.is_empty()) {
+        user.insert("external-user-id".into(), ext.into());
+    }
     let guest = msg.field("guest").and_then(as_bool).unwrap_or(false);
     user.insert("guest".into(), guest.into());
     let ext = msg.str_field("extId").unwrap_or("").to_string();
@@ -143,12 +147,15 @@ fn left(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
 
 fn presenter(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     let assigned = msg.name == "PresenterAssignedEvtMsg";
-    let (meeting, header_user) = meeting_and_user(msg)?;
+    let meeting = msg
+        .meeting_id()
+        .ok_or(MapError::MissingField("core.header.meetingId"))?;
     let subject = if assigned { "presenterId" } else { "intId" };
     let user_id = msg
         .str_field(subject)
         .filter(|s| is_user_id(s))
-        .unwrap_or(header_user);
+        .or_else(|| msg.user_id())
+        .ok_or(MapError::MissingField("core.body.presenterId"))?;
     let user = common_user(msg, cx, meeting, user_id);
     if assigned {
         cx.state.set_exclusive_flag(meeting, user_id, "presenter");
@@ -190,7 +197,9 @@ fn emoji(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
         .state
         .user(meeting, user_id)
         .is_some_and(|u| u.flag("raiseHand"));
-    let raised = match (emoji == "raiseHand", was_raised) {
+    // Only the emoji of BigBlueButton < 2.7 carried raised hands; reactions never do.
+    let legacy = msg.name == "UserEmojiChangedEvtMsg";
+    let raised = match (legacy && emoji == "raiseHand", legacy && was_raised) {
         (true, _) => Some(true),
         (false, true) => Some(false),
         (false, false) => None,

@@ -3,9 +3,12 @@
 //! HTTP receivers on loopback, under its own key prefix and channel names.
 
 mod api;
+mod cli;
 mod crash;
 mod delivery;
+mod docs;
 mod fixtures;
 mod helpers;
+mod ops;
 mod pipeline;
 mod private_redis;

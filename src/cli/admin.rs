@@ -1,0 +1,243 @@
+//! `bbb-webhooks hooks list|create|destroy`: the hooks API of a running service, signed with the
+//! configured secret; a table for people, `--json` for scripts.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::api::checksum;
+use crate::config::{ChecksumAlgorithm, Settings};
+
+/// A hook as `hooks/list` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListedHook {
+    #[serde(rename = "hookID")]
+    pub hook_id: String,
+    #[serde(rename = "callbackURL")]
+    pub callback_url: String,
+    #[serde(rename = "meetingID", skip_serializing_if = "Option::is_none")]
+    pub meeting_id: Option<String>,
+    #[serde(rename = "eventID", skip_serializing_if = "Option::is_none")]
+    pub event_ids: Option<String>,
+    #[serde(rename = "permanentHook")]
+    pub permanent: bool,
+    #[serde(rename = "rawData")]
+    pub raw: bool,
+}
+
+/// Talks to one service.
+pub struct AdminClient {
+    base: String,
+    secret: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// `api_url` overrides the address from the settings (`http://<api.bind>:<api.port>`).
+    pub fn new(settings: &Settings, api_url: Option<String>) -> Self {
+        let bind = match settings.api.bind.as_str() {
+            "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
+            b if b.contains(':') => format!("[{b}]"),
+            b => b.to_string(),
+        };
+        let base = api_url
+            .unwrap_or_else(|| format!("http://{bind}:{}", settings.api.port))
+            .trim_end_matches('/')
+            .to_string();
+        AdminClient {
+            base,
+            secret: settings.secret().to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, name: &str, params: &[(&str, &str)]) -> anyhow::Result<String> {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+        let query = q.finish();
+        let c = checksum::sign(
+            &format!("hooks/{name}"),
+            &query,
+            &self.secret,
+            ChecksumAlgorithm::Sha1,
+        );
+        let sep = if query.is_empty() { "" } else { "&" };
+        let url = format!(
+            "{}/bigbluebutton/api/hooks/{name}?{query}{sep}checksum={c}",
+            self.base
+        );
+        let answer = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the hooks API at {}", self.base))?
+            .text()
+            .await?;
+        if tag(&answer, "returncode").as_deref() != Some("SUCCESS") {
+            bail!(
+                "{}: {}",
+                tag(&answer, "messageKey").unwrap_or_else(|| "error".into()),
+                tag(&answer, "message").unwrap_or(answer)
+            );
+        }
+        Ok(answer)
+    }
+
+    pub async fn list(&self, meeting_id: Option<&str>) -> anyhow::Result<Vec<ListedHook>> {
+        let params: Vec<(&str, &str)> = meeting_id
+            .map(|m| vec![("meetingID", m)])
+            .unwrap_or_default();
+        let answer = self.call("list", &params).await?;
+        Ok(parse_list(&answer))
+    }
+
+    /// Returns the hook id and whether it already existed.
+    pub async fn create(
+        &self,
+        url: &str,
+        meeting_id: Option<&str>,
+        events: Option<&str>,
+        raw: bool,
+    ) -> anyhow::Result<(String, bool)> {
+        let mut params = vec![("callbackURL", url)];
+        if let Some(m) = meeting_id {
+            params.push(("meetingID", m));
+        }
+        if let Some(e) = events {
+            params.push(("eventID", e));
+        }
+        if raw {
+            params.push(("getRaw", "true"));
+        }
+        let answer = self.call("create", &params).await?;
+        let id = tag(&answer, "hookID").context("the answer has no hookID")?;
+        Ok((id, answer.contains("duplicateWarning")))
+    }
+
+    pub async fn destroy(&self, id: &str) -> anyhow::Result<()> {
+        self.call("destroy", &[("hookID", id)]).await.map(|_| ())
+    }
+}
+
+/// The text of the first `<name>` element, CDATA and entities undone.
+fn tag(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{name}>"))? + start;
+    Some(unescape(&xml[start..end]))
+}
+
+fn unescape(text: &str) -> String {
+    if let Some(inner) = text
+        .strip_prefix("<![CDATA[")
+        .and_then(|t| t.strip_suffix("]]>"))
+    {
+        return inner.replace("]]]]><![CDATA[>", "]]>");
+    }
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+pub fn parse_list(xml: &str) -> Vec<ListedHook> {
+    xml.split("<hook>")
+        .skip(1)
+        .filter_map(|h| {
+            let h = h.split("</hook>").next()?;
+            Some(ListedHook {
+                hook_id: tag(h, "hookID")?,
+                callback_url: tag(h, "callbackURL")?,
+                meeting_id: tag(h, "meetingID"),
+                event_ids: tag(h, "eventID"),
+                permanent: tag(h, "permanentHook").as_deref() == Some("true"),
+                raw: tag(h, "rawData").as_deref() == Some("true"),
+            })
+        })
+        .collect()
+}
+
+/// A plain table, one hook per line.
+pub fn table(hooks: &[ListedHook]) -> String {
+    let rows: Vec<[String; 6]> = hooks
+        .iter()
+        .map(|h| {
+            [
+                h.hook_id.clone(),
+                h.callback_url.clone(),
+                h.meeting_id.clone().unwrap_or_else(|| "(all)".into()),
+                h.event_ids.clone().unwrap_or_else(|| "(all)".into()),
+                if h.permanent { "yes" } else { "no" }.into(),
+                if h.raw { "yes" } else { "no" }.into(),
+            ]
+        })
+        .collect();
+    let head = [
+        "ID",
+        "CALLBACK URL",
+        "MEETING",
+        "EVENTS",
+        "PERMANENT",
+        "RAW",
+    ];
+    let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&width)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(&mut out, &head.map(String::from));
+    for r in &rows {
+        line(&mut out, r);
+    }
+    if rows.is_empty() {
+        out.push_str("(no hooks)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_answers_parse_back() {
+        let hooks = [crate::hooks::Hook {
+            id: "1".into(),
+            callback_url: "http://x/a]]>b&c".into(),
+            meeting_id: Some("m<1>".into()),
+            event_ids: Some(vec!["user-joined".into(), "user-left".into()]),
+            permanent: true,
+            get_raw: false,
+            created_at: None,
+        }];
+        let xml = crate::api::xml::list(hooks.iter());
+        let parsed = parse_list(&xml);
+        assert_eq!(
+            parsed,
+            vec![ListedHook {
+                hook_id: "1".into(),
+                callback_url: "http://x/a]]>b&c".into(),
+                meeting_id: Some("m<1>".into()),
+                event_ids: Some("user-joined,user-left".into()),
+                permanent: true,
+                raw: false,
+            }]
+        );
+        assert!(table(&parsed).contains("user-joined,user-left"));
+    }
+}

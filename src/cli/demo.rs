@@ -1,0 +1,305 @@
+//! `bbb-webhooks demo`: the whole flow in one terminal, in seconds, without a BigBlueButton
+//! server. Starts the service in-process (generated secret, its own Redis keys and channel), a
+//! receiver that verifies each callback's checksum and prints each event, registers a hook for
+//! it, and publishes a simulated meeting. Needs only a Redis.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::simulate::{self, Generation, SimulateOptions};
+use crate::api::checksum;
+use crate::app;
+use crate::config::{ChecksumAlgorithm, LoadedConfig};
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub redis_url: String,
+    /// Print each event's JSON instead of one readable line.
+    pub json: bool,
+    pub generation: Generation,
+    pub pace: Duration,
+    pub users: usize,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            json: false,
+            generation: Generation::V3,
+            pace: Duration::from_millis(120),
+            users: 3,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct DemoSummary {
+    pub events: usize,
+    pub verified: usize,
+    pub failed_checks: usize,
+    pub ids: BTreeSet<String>,
+}
+
+/// Where the demo writes; shared with the receiver task.
+pub type Output = Arc<Mutex<dyn Write + Send>>;
+
+fn say(out: &Output, line: &str) {
+    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(o, "{line}");
+    let _ = o.flush();
+}
+
+/// Explains how to get a Redis when none answers.
+pub fn no_redis_help(url: &str) -> String {
+    format!(
+        "Redis is not answering on {url}.\n\
+         The demo needs one (nothing is kept: it uses keys and a channel of its own). Start one with\n\
+         \n    redis-server --daemonize yes --save '' --appendonly no\n\
+         \n(on Debian or Ubuntu: sudo apt install redis-server), or with Docker:\n\
+         \n    docker run -d --name redis -p 6379:6379 redis:7-alpine\n\
+         \nthen run `bbb-webhooks demo` again (or pass --redis-url)."
+    )
+}
+
+struct Receiver {
+    /// Names of the users seen joining, for readable lines.
+    names: Mutex<std::collections::HashMap<String, String>>,
+    secret: String,
+    url: String,
+    json: bool,
+    out: Output,
+    seen: mpsc::UnboundedSender<(String, bool)>,
+}
+
+async fn receive(
+    State(r): State<Arc<Receiver>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> &'static str {
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let given = query
+        .as_deref()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "checksum"))
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    // What a receiver does: sha1(callback URL as registered + raw body + shared secret).
+    let expected = ChecksumAlgorithm::Sha1.hex_digest(&[
+        r.url.as_bytes(),
+        body.as_bytes(),
+        r.secret.as_bytes(),
+    ]);
+    let ok = given == expected;
+    let events: Vec<Value> = form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "event")
+        .and_then(|(_, v)| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    for e in events {
+        let id = e["data"]["id"].as_str().unwrap_or("?").to_string();
+        let user = &e["data"]["attributes"]["user"];
+        let mut names = r.names.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(uid), Some(name)) = (user["internal-user-id"].as_str(), user["name"].as_str())
+        {
+            names.insert(uid.to_string(), name.to_string());
+        }
+        if r.json {
+            say(&r.out, &e.to_string());
+        } else {
+            let mark = if ok { "✓" } else { "✗ checksum mismatch" };
+            say(
+                &r.out,
+                &format!("  {mark} {id:<32} {}", describe(&e, &names)),
+            );
+        }
+        let _ = r.seen.send((id, ok));
+    }
+    ""
+}
+
+/// One readable clause about an event; `names` maps user ids to the names seen so far.
+pub fn describe(e: &Value, names: &std::collections::HashMap<String, String>) -> String {
+    let a = &e["data"]["attributes"];
+    let user = |u: &Value| {
+        let id = u["internal-user-id"].as_str().unwrap_or("");
+        u["name"]
+            .as_str()
+            .or(names.get(id).map(String::as_str))
+            .unwrap_or(id)
+            .to_string()
+    };
+    let meeting = a["meeting"]["name"]
+        .as_str()
+        .or(a["meeting"]["external-meeting-id"].as_str())
+        .unwrap_or("");
+    if let Some(chat) = a.get("chat-message") {
+        return format!(
+            "{}: “{}”",
+            user(&chat["sender"]),
+            chat["message"].as_str().unwrap_or("")
+        );
+    }
+    if a.get("poll").is_some() {
+        return a.get("user").map(user).unwrap_or_default();
+    }
+    if let Some(record) = a.get("record-id") {
+        return format!("recording {}", record.as_str().unwrap_or(""));
+    }
+    if let Some(u) = a.get("user") {
+        return format!("{} in {meeting}", user(u));
+    }
+    format!("meeting {meeting}")
+}
+
+pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummary> {
+    let client = redis::Client::open(options.redis_url.as_str()).context("invalid --redis-url")?;
+    let mut conn = match tokio::time::timeout(
+        Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        _ => bail!("{}", no_redis_help(&options.redis_url)),
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("demo:{}", &id[..10]);
+    let channel = format!("{prefix}:events");
+    let secret = format!("demo-{}", &id[10..]);
+
+    let k = |s: &str| json!(format!("{prefix}:{s}"));
+    let config = LoadedConfig::with_overrides(&[
+        ("bbb.sharedSecret", json!(secret)),
+        ("bbb.serverDomain", json!("demo.local")),
+        ("api.port", json!(0)),
+        ("redis.url", json!(options.redis_url)),
+        ("redis.inboundChannels", json!([channel])),
+        ("redis.keys.hooks", k("out:hooks")),
+        ("redis.keys.hookPrefix", k("out:hook")),
+        ("redis.keys.mappings", k("proc:mappings")),
+        ("redis.keys.mappingPrefix", k("proc:mapping")),
+        ("redis.keys.userMaps", k("proc:userMaps")),
+        ("redis.keys.userMapPrefix", k("proc:userMap")),
+        ("redis.keys.ownPrefix", k("rs")),
+    ])?;
+    let service = app::start(config).await?;
+    if !service.ready(Duration::from_secs(10)).await {
+        service.shutdown().await;
+        bail!("the service did not become ready");
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/events", listener.local_addr()?);
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let receiver = Arc::new(Receiver {
+        names: Default::default(),
+        secret: secret.clone(),
+        url: url.clone(),
+        json: options.json,
+        out: out.clone(),
+        seen: seen_tx,
+    });
+    let router = axum::Router::new()
+        .route("/events", axum::routing::post(receive))
+        .with_state(receiver);
+    let receiver_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+
+    let query = format!(
+        "callbackURL={}",
+        form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+    );
+    let c = checksum::sign("hooks/create", &query, &secret, ChecksumAlgorithm::Sha1);
+    let answer = reqwest::get(format!(
+        "http://{}/bigbluebutton/api/hooks/create?{query}&checksum={c}",
+        service.api_addr
+    ))
+    .await?
+    .text()
+    .await?;
+    let hook = answer
+        .split("<hookID>")
+        .nth(1)
+        .and_then(|s| s.split("</hookID>").next())
+        .with_context(|| format!("cannot register the demo hook: {answer}"))?
+        .to_string();
+    if !options.json {
+        say(&out, &format!("bbb-webhooks {} demo", crate::VERSION));
+        say(
+            &out,
+            &format!("  service: hooks API on http://{}", service.api_addr),
+        );
+        say(
+            &out,
+            &format!("  receiver: {url} (verifies each callback's checksum)"),
+        );
+        say(
+            &out,
+            &format!("  hook registered: {hook} (hooks/create, signed with a generated secret)"),
+        );
+        say(
+            &out,
+            "  publishing a simulated BigBlueButton meeting on Redis…\n",
+        );
+    }
+
+    let sim = SimulateOptions {
+        meetings: 1,
+        users: options.users,
+        pace: options.pace,
+        generation: options.generation,
+        channel: Some(channel.clone()),
+        recording: true,
+    };
+    simulate::run(&mut conn, &sim, |_| {}).await?;
+
+    // Everything is in once the recording is published (the last event), or after a while.
+    let mut summary = DemoSummary::default();
+    let last = if options.generation == Generation::V1 {
+        "rap-publish-ended"
+    } else {
+        "rap-published"
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(Some((id, ok))) = tokio::time::timeout_at(deadline, seen_rx.recv()).await {
+        summary.events += 1;
+        if ok {
+            summary.verified += 1;
+        } else {
+            summary.failed_checks += 1;
+        }
+        let done = id == last;
+        summary.ids.insert(id);
+        if done {
+            break;
+        }
+    }
+    service.shutdown().await;
+    receiver_task.abort();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+    if !options.json {
+        say(
+            &out,
+            &format!(
+                "\n{} events received, {} checksums verified, {} failed. Next: `bbb-webhooks simulate` against a running service, or see README.md.",
+                summary.events, summary.verified, summary.failed_checks
+            ),
+        );
+    }
+    Ok(summary)
+}
