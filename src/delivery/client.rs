@@ -53,6 +53,13 @@ impl NetworkGuard {
     }
 }
 
+/// A name whose every address the guard refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}: {DENIED}")]
+struct Denied(String);
+
+const DENIED: &str = "no address allowed by hooks.denyNetworks/allowNetworks";
+
 /// Resolves names and keeps only the addresses the guard permits.
 struct GuardedResolver(Arc<NetworkGuard>);
 
@@ -182,6 +189,11 @@ fn error_reason(e: &reqwest::Error) -> String {
     }
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = source {
+        // The resolver's error reaches us wrapped (and boxed) by the connector: know it by its
+        // type where the chain keeps it, else by its words.
+        if err.downcast_ref::<Denied>().is_some() || err.to_string().contains(DENIED) {
+            return "address not allowed".into();
+        }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             return match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => "ECONNREFUSED".into(),

@@ -562,3 +562,23 @@ async fn hooks_calls_before_redis_answers_get_their_error_xml() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_number_of_hooks_is_bounded() {
+    let env = Env::new("api-max").with("hooks.maxHooks", json!(2));
+    let app = env.start().await;
+    app.create_hook("http://h/1", "").await;
+    app.create_hook("http://h/2", "").await;
+    let (_, body) = app.api("create", "callbackURL=http%3A%2F%2Fh%2F3").await;
+    assert!(
+        body.contains("<messageKey>tooManyHooks</messageKey>"),
+        "{body}"
+    );
+    let (_, body) = app.api("create", "callbackURL=http%3A%2F%2Fh%2F1").await;
+    assert!(
+        body.contains("duplicateWarning"),
+        "a duplicate is still a duplicate: {body}"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -145,6 +145,20 @@ async fn kill_9_with_a_backlog_loses_nothing_and_keeps_order() {
     // restart, and the sequence after the first delivery of each is never going backwards by
     // more than the unacknowledged window.
     let duplicates = events.len() - N;
+    // A re-sent event carries the same webhook-id as before the crash, so receivers can dedupe.
+    let mut ids: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for r in rx.received_on("/crash") {
+        let id = r.header("webhook-id").unwrap();
+        for e in r.events() {
+            let previous = ids.entry(text(&e)).or_insert_with(|| id.clone());
+            assert_eq!(
+                *previous,
+                id,
+                "webhook-id of {} changed across the restart",
+                text(&e)
+            );
+        }
+    }
     eprintln!(
         "crash test: {N} events, backlog {at_kill} at kill, {before_restart} received before the restart, {duplicates} duplicate(s) after it"
     );

@@ -421,3 +421,71 @@ async fn standard_webhooks_signature_when_configured() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
+    // The receiver holds the first request for a while: everything else piles up in the queue.
+    let rx = Receiver::with(|_, n| {
+        if n == 0 {
+            Reply::ok().delayed(Duration::from_millis(800))
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let env = Env::new("dl-full").with("hooks.queueSize", json!(5));
+    let app = env.start().await;
+    let id = app.create_hook(&rx.url("/full"), "").await;
+    env.publish(&[chat("int-f", "w_1", "m00")]).await;
+    rx.wait_for("/full", 1, WAIT).await;
+    let messages: Vec<String> = (1..=20)
+        .map(|i| chat("int-f", "w_1", &format!("m{i:02}")))
+        .collect();
+    env.publish(&messages).await;
+    let delivered = eventually(WAIT, || async {
+        rx.events_on("/full").iter().any(|e| chat_text(e) == "m20")
+    })
+    .await;
+    assert!(delivered);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let texts: Vec<String> = rx.events_on("/full").iter().map(chat_text).collect();
+    // The newest five survive, in order; what the worker had already read may come too.
+    assert_eq!(texts.first().map(String::as_str), Some("m00"));
+    assert_eq!(
+        &texts[texts.len() - 5..],
+        ["m16", "m17", "m18", "m19", "m20"]
+    );
+    assert!(texts.len() < 21, "some were dropped: {texts:?}");
+    let m = app.app.metrics.render();
+    let dropped = format!("bbb_webhooks_queue_dropped_total{{hook=\"{id}\"}}");
+    assert!(m.contains(&dropped), "{m}");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_network_guard_refuses_denied_targets() {
+    let rx = Receiver::start().await;
+    let env = Env::new("dl-guard")
+        .with("hooks.denyNetworks", json!(["127.0.0.0/8", "::1/128"]))
+        .with("hooks.removeFailedHooks", json!(false));
+    let app = env.start().await;
+    app.create_hook(&rx.url("/ip"), "").await;
+    app.create_hook(&format!("http://localhost:{}/name", rx.addr.port()), "")
+        .await;
+    env.publish(&[chat("int-g", "w_1", "x")]).await;
+    // Refused both for an address in the URL and for a name that resolves into the block.
+    let refused = eventually(WAIT, || async {
+        let m = app.app.metrics.render();
+        m.matches("reason=\"address not allowed\"").count() >= 2
+    })
+    .await;
+    let m = app.app.metrics.render();
+    assert!(refused, "{m}");
+    assert!(
+        rx.received().is_empty(),
+        "nothing reached the denied address"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
