@@ -38,7 +38,7 @@ pub enum AppError {
         what: &'static str,
         addr: String,
         /// The settings that name the address, and where their values came from.
-        keys: &'static str,
+        keys: String,
         origin: String,
         source: std::io::Error,
     },
@@ -93,8 +93,19 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
     for note in &config.notes {
         tracing::warn!("{note}");
     }
-    let api_origin = origin_of(&config, &["api.bind", "api.port"]);
-    let metrics_origin = origin_of(&config, &["prometheus.host", "prometheus.port"]);
+    let (api, prom) = (&config.settings.api, &config.settings.prometheus);
+    let api_listen = Listen::new(
+        "API",
+        ("api.bind", &api.bind),
+        ("api.port", api.port),
+        &config,
+    );
+    let metrics_listen = Listen::new(
+        "metrics",
+        ("prometheus.host", &prom.host),
+        ("prometheus.port", prom.port),
+        &config,
+    );
     let settings = Arc::new(config.settings);
     let metrics = Metrics::new(settings.prometheus.collect_default_metrics);
     let readiness = Arc::new(Readiness::default());
@@ -107,36 +118,16 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
         readiness: readiness.clone(),
         metrics: metrics.clone(),
     });
-    let api_keys = "api.bind, api.port";
-    let api_addr = resolve(
-        "API",
-        api_keys,
-        &api_origin,
-        &settings.api.bind,
-        settings.api.port,
-    )?;
-    let (api_addr, api_task) = api::serve(ctx.clone(), api_addr, shutdown.clone())
+    let addr = api_listen.resolve()?;
+    let (api_addr, api_task) = api::serve(ctx.clone(), addr, shutdown.clone())
         .await
-        .map_err(|source| AppError::Bind {
-            what: "API",
-            addr: api_addr.to_string(),
-            keys: api_keys,
-            origin: api_origin.clone(),
-            source,
-        })?;
+        .map_err(|e| api_listen.failed(addr, e))?;
     tracing::info!(address = %api_addr, "hooks API listening");
 
     let metrics_addr = if settings.prometheus.enabled {
-        let keys = "prometheus.host, prometheus.port";
-        let addr = resolve(
-            "metrics",
-            keys,
-            &metrics_origin,
-            &settings.prometheus.host,
-            settings.prometheus.port,
-        )?;
+        let addr = metrics_listen.resolve()?;
         let ctx_for_scrape = ctx.clone();
-        let addr = crate::metrics::serve(
+        let local = crate::metrics::serve(
             metrics.clone(),
             addr,
             settings.prometheus.path.clone(),
@@ -144,15 +135,9 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
             shutdown.clone(),
         )
         .await
-        .map_err(|source| AppError::Bind {
-            what: "metrics",
-            addr: addr.to_string(),
-            keys,
-            origin: metrics_origin.clone(),
-            source,
-        })?;
-        tracing::info!(address = %addr, "metrics listening");
-        Some(addr)
+        .map_err(|e| metrics_listen.failed(addr, e))?;
+        tracing::info!(address = %local, "metrics listening");
+        Some(local)
     } else {
         None
     };
@@ -316,35 +301,59 @@ fn warn_about_bearer(settings: &Settings, registry: &HookRegistry) {
     }
 }
 
-/// Where the values of `keys` came from, for error messages.
-fn origin_of(config: &LoadedConfig, keys: &[&str]) -> String {
-    let mut origins: Vec<String> = keys
-        .iter()
-        .map(|k| config.source_of(k).to_string())
-        .collect();
-    origins.dedup();
-    origins.join(", ")
+/// An address to listen on, and the settings that name it (for a clear error).
+struct Listen {
+    what: &'static str,
+    keys: String,
+    origin: String,
+    host: String,
+    port: u16,
 }
 
-fn resolve(
-    what: &'static str,
-    keys: &'static str,
-    origin: &str,
-    host: &str,
-    port: u16,
-) -> Result<SocketAddr, AppError> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    (host, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| AppError::Bind {
+impl Listen {
+    fn new(
+        what: &'static str,
+        (host_key, host): (&str, &str),
+        (port_key, port): (&str, u16),
+        config: &LoadedConfig,
+    ) -> Self {
+        let mut origins: Vec<String> = [host_key, port_key]
+            .iter()
+            .map(|k| config.source_of(k).to_string())
+            .collect();
+        origins.dedup();
+        Listen {
             what,
-            addr: format!("{host}:{port}"),
-            keys,
-            origin: origin.to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "cannot resolve the host"),
-        })
+            keys: format!("{host_key}, {port_key}"),
+            origin: origins.join(", "),
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    fn failed(&self, addr: impl ToString, source: std::io::Error) -> AppError {
+        AppError::Bind {
+            what: self.what,
+            addr: addr.to_string(),
+            keys: self.keys.clone(),
+            origin: self.origin.clone(),
+            source,
+        }
+    }
+
+    fn resolve(&self) -> Result<SocketAddr, AppError> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                self.failed(
+                    format!("{}:{}", self.host, self.port),
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "cannot resolve the host"),
+                )
+            })
+    }
 }

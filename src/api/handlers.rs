@@ -14,26 +14,32 @@ use crate::config::parse_bool;
 use crate::hooks::registry::RegistryError;
 use crate::hooks::{CreateOutcome, HookRegistry, NewHook, RemoveOutcome, parse_event_ids};
 
+/// The checksum-protected calls.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Call {
     Create,
     Destroy,
     List,
+}
+
+enum Route {
+    /// `hooks/ping`: no checksum, plain text.
     Ping,
+    Call(Call),
 }
 
 /// Routes `/bigbluebutton/api/hooks/<call>` the way Express did: any case, optional trailing
 /// slash.
-fn call_of(path: &str) -> Option<Call> {
+fn route_of(path: &str) -> Option<Route> {
     let lower = path.to_ascii_lowercase();
     let call = lower
         .trim_end_matches('/')
         .strip_prefix("/bigbluebutton/api/hooks/")?;
     match call {
-        "create" => Some(Call::Create),
-        "destroy" => Some(Call::Destroy),
-        "list" => Some(Call::List),
-        "ping" => Some(Call::Ping),
+        "create" => Some(Route::Call(Call::Create)),
+        "destroy" => Some(Route::Call(Call::Destroy)),
+        "list" => Some(Route::Call(Call::List)),
+        "ping" => Some(Route::Ping),
         _ => None,
     }
 }
@@ -61,15 +67,16 @@ impl Answer {
 
 pub(super) async fn dispatch(State(ctx): State<Arc<ApiContext>>, req: Request<Body>) -> Response {
     let path = req.uri().path().to_string();
-    let Some(call) = call_of(&path) else {
+    let Some(route) = route_of(&path) else {
         return xml_answer(StatusCode::NOT_FOUND, xml::failed(keys::NOT_FOUND));
     };
     if !is_get(req.method()) {
         return xml_answer(StatusCode::METHOD_NOT_ALLOWED, xml::failed(keys::METHOD));
     }
-    if call == Call::Ping {
-        return Response::new(Body::from("bbb-webhooks API up!"));
-    }
+    let call = match route {
+        Route::Ping => return Response::new(Body::from("bbb-webhooks API up!")),
+        Route::Call(call) => call,
+    };
     let raw_query = req.uri().query().unwrap_or("").to_string();
     let ip = client_ip(&req);
     let answer = answer(&ctx, call, &path, &raw_query).await;
@@ -129,7 +136,6 @@ async fn answer(ctx: &ApiContext, call: Call, path: &str, raw_query: &str) -> An
         Call::Create => create(params, registry, settings.hooks.max_callback_url_bytes).await,
         Call::Destroy => destroy(params, registry).await,
         Call::List => list(params, registry),
-        Call::Ping => Answer::ok(String::new()),
     }
 }
 

@@ -1,62 +1,10 @@
 //! The real binary, killed with SIGKILL in the middle of a backlog, loses nothing.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use redis::AsyncCommands;
 
 use crate::helpers::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Service {
-    child: Child,
-    base: String,
-}
-
-impl Service {
-    async fn start(config: &std::path::Path, port: u16) -> Service {
-        let child = Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("LOG_LEVEL", "warn")
-            .env_remove("SHARED_SECRET")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the binary starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let ready = eventually(Duration::from_secs(20), || {
-            let url = format!("{base}/ready");
-            async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
-        })
-        .await;
-        assert!(ready, "the service became ready");
-        Service { child, base }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        sigterm(self.child.id());
-        let _ = self.child.wait();
-    }
-}
-
-fn sigterm(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-}
 
 fn text(e: &serde_json::Value) -> String {
     e["data"]["attributes"]["chat-message"]["message"]
@@ -75,23 +23,7 @@ async fn kill_9_with_a_backlog_loses_nothing_and_keeps_order() {
     let rx = Receiver::with(|_, _| Reply::ok().delayed(Duration::from_millis(2))).await;
 
     let service = Service::start(&config, port).await;
-    let query = format!("callbackURL={}", encode(&rx.url("/crash")));
-    let c = bbb_webhooks::api::checksum::sign(
-        "hooks/create",
-        &query,
-        SECRET,
-        bbb_webhooks::config::ChecksumAlgorithm::Sha1,
-    );
-    let body = reqwest::get(format!(
-        "{}/bigbluebutton/api/hooks/create?{query}&checksum={c}",
-        service.base
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    let hook = extract(&body, "hookID").unwrap();
+    let hook = service.create_hook(&rx.url("/crash")).await;
     let queue = env.key(&format!("rs:queue:{hook}"));
 
     let messages: Vec<String> = (0..N)

@@ -529,3 +529,117 @@ pub fn ids(events: &[Value]) -> Vec<String> {
         .map(|e| e["data"]["id"].as_str().unwrap_or("?").to_string())
         .collect()
 }
+
+// --- The real binary -------------------------------------------------------------------------
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `bbb-webhooks serve` binary, started on a config file.
+pub struct Service {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Service {
+    /// Starts the binary; `capture` keeps its output for [`Service::stop`].
+    pub fn spawn(
+        config: &std::path::Path,
+        port: u16,
+        envs: &[(&str, &str)],
+        capture: bool,
+    ) -> Service {
+        use std::process::Stdio;
+        let output = || {
+            if capture {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("LOG_LEVEL", "warn")
+            .env_remove("SHARED_SECRET")
+            .env_remove("RUST_LOG")
+            .envs(envs.iter().copied())
+            .stdout(output())
+            .stderr(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
+            .spawn()
+            .expect("the binary starts");
+        Service {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Starts the binary and waits until `/ready` says so.
+    pub async fn start(config: &std::path::Path, port: u16) -> Service {
+        let s = Service::spawn(config, port, &[], false);
+        s.wait_ready().await;
+        s
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/ready", self.base);
+        let ready = eventually(Duration::from_secs(20), || {
+            let url = url.clone();
+            async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        assert!(ready, "the service became ready");
+    }
+
+    /// Registers a hook through the signed API; returns its id.
+    pub async fn create_hook(&self, url: &str) -> String {
+        let query = format!("callbackURL={}", encode(url));
+        let c = bbb_webhooks::api::checksum::sign(
+            "hooks/create",
+            &query,
+            SECRET,
+            ChecksumAlgorithm::Sha1,
+        );
+        let body = reqwest::get(format!(
+            "{}/bigbluebutton/api/hooks/create?{query}&checksum={c}",
+            self.base
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        extract(&body, "hookID").unwrap_or_else(|| panic!("no hookID in {body}"))
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits; returns the exit status and whatever was captured.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut out);
+        }
+        (status, out)
+    }
+}

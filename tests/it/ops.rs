@@ -1,7 +1,5 @@
 //! What operators watch: the metrics endpoint, the logs, the shutdown.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -100,25 +98,14 @@ async fn logs_of_a_session(env: &Env, rx: &Receiver) -> (String, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = env.config_file(dir.path(), port);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("LOG_LEVEL", "trace")
-        .env("LOG_FORMAT", "json")
-        .env_remove("SHARED_SECRET")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    assert!(
-        eventually(Duration::from_secs(20), || {
-            let u = format!("{base}/ready");
-            async move { reqwest::get(u).await.is_ok_and(|r| r.status() == 200) }
-        })
-        .await
+    let service = Service::spawn(
+        &config,
+        port,
+        &[("LOG_LEVEL", "trace"), ("LOG_FORMAT", "json")],
+        true,
     );
+    service.wait_ready().await;
+    let base = service.base.clone();
     let mut checksums = Vec::new();
     for path in ["/logs-ok", "/logs-fail"] {
         let query = format!("callbackURL={}", encode(&rx.url(path)));
@@ -154,23 +141,7 @@ async fn logs_of_a_session(env: &Env, rx: &Receiver) -> (String, Vec<String>) {
             checksums.push(c.to_string());
         }
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let (_, out) = service.stop();
     (out, checksums)
 }
 
@@ -221,42 +192,8 @@ async fn sigterm_stops_intake_and_leaves_the_rest_queued() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = env.config_file(dir.path(), port);
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("LOG_LEVEL", "warn")
-            .env_remove("SHARED_SECRET")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = || {
-        let u = format!("{base}/ready");
-        eventually(Duration::from_secs(20), move || {
-            let u = u.clone();
-            async move { reqwest::get(u).await.is_ok_and(|r| r.status() == 200) }
-        })
-    };
-    let mut child = start();
-    assert!(ready().await);
-    let query = format!("callbackURL={}", encode(&rx.url("/t")));
-    let c = bbb_webhooks::api::checksum::sign(
-        "hooks/create",
-        &query,
-        SECRET,
-        bbb_webhooks::config::ChecksumAlgorithm::Sha1,
-    );
-    let body = reqwest::get(format!(
-        "{base}/bigbluebutton/api/hooks/create?{query}&checksum={c}"
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    let hook = extract(&body, "hookID").unwrap();
+    let service = Service::start(&config, port).await;
+    let hook = service.create_hook(&rx.url("/t")).await;
     let messages: Vec<String> = (0..300)
         .map(|i| chat("int-t", "w_1", &format!("m{i:03}")))
         .collect();
@@ -264,10 +201,7 @@ async fn sigterm_stops_intake_and_leaves_the_rest_queued() {
     rx.wait_for("/t", 10, WAIT).await;
 
     let stopping = std::time::Instant::now();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
+    let (status, _) = service.stop();
     assert!(status.success(), "a clean exit");
     assert!(
         stopping.elapsed() < Duration::from_secs(8),
@@ -284,8 +218,7 @@ async fn sigterm_stops_intake_and_leaves_the_rest_queued() {
         "the rest stays queued ({delivered} delivered, {left} queued)"
     );
 
-    let mut child = start();
-    assert!(ready().await);
+    let service = Service::start(&config, port).await;
     let all = eventually(Duration::from_secs(30), || async {
         let mut seen: Vec<String> = rx
             .events_on("/t")
@@ -298,9 +231,6 @@ async fn sigterm_stops_intake_and_leaves_the_rest_queued() {
     })
     .await;
     assert!(all, "the next start delivers the rest");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    service.stop();
     env.cleanup().await;
 }
