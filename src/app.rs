@@ -93,6 +93,15 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
     for note in &config.notes {
         tracing::warn!("{note}");
     }
+    let filters = [
+        &config.settings.hooks.include_events,
+        &config.settings.hooks.exclude_events,
+    ];
+    for id in filters.into_iter().flatten() {
+        if !crate::mapping::catalog::is_known(id) {
+            tracing::warn!(event = %id, "includeEvents/excludeEvents names an event this version does not produce");
+        }
+    }
     let (api, prom) = (&config.settings.api, &config.settings.prometheus);
     let api_listen = Listen::new(
         "API",

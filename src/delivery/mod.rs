@@ -165,6 +165,8 @@ impl DeliveryPool {
     pub async fn stop(self, grace: Duration) {
         self.shared.draining.cancel();
         self.supervisor.abort();
+        // Its share of the pool goes with it, so the acknowledger can finish below.
+        let _ = self.supervisor.await;
         let handles: Vec<WorkerHandle> = self
             .workers
             .lock()
