@@ -116,7 +116,7 @@ impl Processor {
         let hooks = self.registry.snapshot();
         let mut pipe = redis::pipe();
         pipe.atomic();
-        let mut queued: HashMap<String, i64> = HashMap::new();
+        let mut queued: HashMap<&str, i64> = HashMap::new();
         for raw in &batch {
             m.messages_received.inc();
             let events = match self.mapper.map(&raw.payload, raw.received_at) {
@@ -133,7 +133,7 @@ impl Processor {
                 m.events_mapped.with_label_values(&[event.id]).inc();
                 for (hook, payload) in route(event, &hooks, &self.filters) {
                     self.queue.append(&mut pipe, &hook.id, event.id, payload);
-                    *queued.entry(hook.id.clone()).or_default() += 1;
+                    *queued.entry(hook.id.as_str()).or_default() += 1;
                 }
             }
         }
@@ -203,17 +203,17 @@ impl Processor {
 
     /// Wakes the workers of the hooks that got something and accounts for what a full queue
     /// dropped.
-    fn wake(&self, queued: HashMap<String, i64>) {
+    fn wake(&self, queued: HashMap<&str, i64>) {
         let max = self.queue.max_len() as i64;
         for (hook, added) in queued {
-            let signal = self.notifier.signal(&hook);
+            let signal = self.notifier.signal(hook);
             let depth = signal.depth.fetch_add(added, Ordering::Relaxed) + added;
             if depth > max {
                 let dropped = depth - max;
                 signal.depth.fetch_sub(dropped, Ordering::Relaxed);
                 self.metrics
                     .queue_dropped
-                    .with_label_values(&[&hook])
+                    .with_label_values(&[hook])
                     .inc_by(dropped as u64);
                 if let Some(held_back) = DROPPED_LOG.check() {
                     tracing::warn!(hook = %hook, dropped, queue_size = max, similar_held_back = held_back, "queue full: dropped the oldest events");
@@ -221,7 +221,7 @@ impl Processor {
             }
             self.metrics
                 .queue_depth
-                .with_label_values(&[&hook])
+                .with_label_values(&[hook])
                 .set(depth.min(max));
             signal.wake.notify_one();
         }

@@ -31,11 +31,11 @@ impl Filters {
 }
 
 /// The (hook, payload) pairs for one event.
-pub fn route<'a>(
-    event: &'a Event,
-    hooks: &'a HookSet,
+pub fn route<'h, 'e>(
+    event: &'e Event,
+    hooks: &'h HookSet,
     filters: &Filters,
-) -> impl Iterator<Item = (&'a Arc<Hook>, &'a str)> + 'a {
+) -> impl Iterator<Item = (&'h Arc<Hook>, &'e str)> + use<'h, 'e> {
     let allowed = filters.allows(event.id);
     hooks
         .candidates(event.external_meeting_id.as_deref())
