@@ -21,6 +21,10 @@ pub struct Message<'a> {
     pub root: &'a Value,
     /// The exact text as published.
     pub text: &'a str,
+    /// `core.body` or `payload`, looked up once (handlers read it many times).
+    body: &'a Value,
+    /// The internal meeting id, looked up once.
+    meeting: Option<&'a str>,
 }
 
 impl<'a> Message<'a> {
@@ -42,22 +46,25 @@ impl<'a> Message<'a> {
         let name = name
             .as_str()
             .ok_or_else(|| MapError::Malformed("the message name is not a string".into()))?;
+        let body = match shape {
+            Shape::Envelope => path(root, "/core/body"),
+            Shape::HeaderPayload => root.get("payload"),
+            Shape::Mapped => root.get("data"),
+        }
+        .unwrap_or(&Value::Null);
         Ok(Message {
             shape,
             name,
             root,
             text,
+            body,
+            meeting: find_meeting_id(root),
         })
     }
 
     /// `core.body` (2.x) or `payload` (1.x); `Null` when absent.
     pub fn body(&self) -> &'a Value {
-        let body = match self.shape {
-            Shape::Envelope => path(self.root, "/core/body"),
-            Shape::HeaderPayload => self.root.get("payload"),
-            Shape::Mapped => self.root.get("data"),
-        };
-        body.unwrap_or(&Value::Null)
+        self.body
     }
 
     pub fn at(&self, pointer: &str) -> Option<&'a Value> {
@@ -83,20 +90,7 @@ impl<'a> Message<'a> {
     /// The internal meeting id: the first non-empty of the places BigBlueButton puts it (the
     /// reference's order).
     pub fn meeting_id(&self) -> Option<&'a str> {
-        const PLACES: [&str; 8] = [
-            "/envelope/routing/meetingId",
-            "/core/body/props/meetingProp/intId",
-            "/core/body/meetingId",
-            "/core/header/meetingId",
-            "/core/body/internalMeetingId",
-            "/core/body/recordId",
-            "/core/body/meeting_id",
-            "/payload/meeting_id",
-        ];
-        PLACES
-            .iter()
-            .filter_map(|p| path(self.root, p).and_then(Value::as_str))
-            .find(|s| !s.is_empty())
+        self.meeting
     }
 
     /// The user a 2.x message is about: header, then body; `not-used` is no user.
@@ -118,6 +112,23 @@ impl<'a> Message<'a> {
         let n = as_u64(value)?;
         Some(if seconds { n.saturating_mul(1000) } else { n })
     }
+}
+
+fn find_meeting_id(root: &Value) -> Option<&str> {
+    const PLACES: [&str; 8] = [
+        "/envelope/routing/meetingId",
+        "/core/body/props/meetingProp/intId",
+        "/core/body/meetingId",
+        "/core/header/meetingId",
+        "/core/body/internalMeetingId",
+        "/core/body/recordId",
+        "/core/body/meeting_id",
+        "/payload/meeting_id",
+    ];
+    PLACES
+        .iter()
+        .filter_map(|p| path(root, p).and_then(Value::as_str))
+        .find(|s| !s.is_empty())
 }
 
 /// `value` at a JSON-pointer-like path of plain keys (`/core/body/x`). Unlike
