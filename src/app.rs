@@ -174,41 +174,28 @@ async fn run_core(ctx: Arc<ApiContext>, client: redis::Client, shutdown: Cancell
     ctx.readiness.redis.store(true, Ordering::Relaxed);
     set_module_status(&metrics, "../db/redis/index.js", "db", true);
 
-    let registry = loop {
-        let store = HookStore::new(conn.clone(), keys.clone());
-        match HookRegistry::load(
-            store,
+    let registry = retry_until_ok(&shutdown, "load the hooks", || {
+        HookRegistry::load(
+            HookStore::new(conn.clone(), keys.clone()),
             settings.hooks.permanent_urls.clone(),
             settings.hooks.max_hooks,
         )
-        .await
-        {
-            Ok(r) => break Arc::new(r),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot load the hooks yet; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    })
+    .await;
+    let Some(registry) = registry.map(Arc::new) else {
+        return;
     };
     warn_about_bearer(&settings, &registry);
     let _ = ctx.registry.set(registry.clone());
     ctx.readiness.hooks_loaded.store(true, Ordering::Relaxed);
 
     let state_store = StateStore::new(conn.clone(), keys.clone());
-    let state = loop {
-        match state_store.load().await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot load the meeting and user mappings yet; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some(state) = retry_until_ok(&shutdown, "load the meeting and user mappings", || {
+        state_store.load()
+    })
+    .await
+    else {
+        return;
     };
 
     let queue = DeliveryQueue::new(conn.clone(), keys.clone(), settings.hooks.queue_size);
@@ -265,6 +252,24 @@ async fn run_core(ctx: Arc<ApiContext>, client: redis::Client, shutdown: Cancell
     let _ = processing.await;
     pool.stop(SHUTDOWN_GRACE).await;
     tracing::info!("stopped; undelivered events stay queued in Redis");
+}
+
+/// Runs `attempt` every second until it succeeds; `None` when `shutdown` fires first.
+async fn retry_until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    shutdown: &CancellationToken,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Option<T> {
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(e) => tracing::warn!(error = %e, "cannot {what} yet; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 fn set_module_status(metrics: &Metrics, module: &str, kind: &str, up: bool) {
