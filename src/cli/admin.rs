@@ -41,13 +41,15 @@ impl AdminClient {
             b if b.contains(':') => format!("[{b}]"),
             b => b.to_string(),
         };
-        let base = api_url
-            .unwrap_or_else(|| format!("http://{bind}:{}", settings.api.port))
-            .trim_end_matches('/')
-            .to_string();
+        let base = api_url.unwrap_or_else(|| format!("http://{bind}:{}", settings.api.port));
+        AdminClient::at(&base, settings.secret())
+    }
+
+    /// The API at `base` (`http://host:port`), signed with `secret`.
+    pub fn at(base: &str, secret: &str) -> Self {
         AdminClient {
-            base,
-            secret: settings.secret().to_string(),
+            base: base.trim_end_matches('/').to_string(),
+            secret: secret.to_string(),
             http: reqwest::Client::new(),
         }
     }

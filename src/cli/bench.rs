@@ -20,9 +20,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use crate::api::checksum;
-use crate::config::ChecksumAlgorithm;
-
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// Messages after the meeting creation.
@@ -180,24 +177,12 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     let base = format!("http://127.0.0.1:{api_port}");
     let http = reqwest::Client::new();
     wait_ready(&http, &base).await?;
+    let admin = super::admin::AdminClient::at(&base, &secret);
     for i in 0..options.hooks {
-        let query = format!(
-            "callbackURL={}",
-            form_urlencoded::byte_serialize(format!("http://{receiver_addr}/h/{i}").as_bytes())
-                .collect::<String>()
-        );
-        let c = checksum::sign("hooks/create", &query, &secret, ChecksumAlgorithm::Sha1);
-        let body = http
-            .get(format!(
-                "{base}/bigbluebutton/api/hooks/create?{query}&checksum={c}"
-            ))
-            .send()
-            .await?
-            .text()
-            .await?;
-        if !body.contains("SUCCESS") {
-            bail!("cannot register hook {i}: {body}");
-        }
+        admin
+            .create(&format!("http://{receiver_addr}/h/{i}"), None, None, false)
+            .await
+            .with_context(|| format!("cannot register hook {i}"))?;
     }
 
     // Publish.

@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::simulate::{self, Generation, SimulateOptions};
-use crate::api::checksum;
 use crate::app;
 use crate::config::{ChecksumAlgorithm, LoadedConfig};
 
@@ -213,24 +212,11 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
         let _ = axum::serve(listener, router).await;
     });
 
-    let query = format!(
-        "callbackURL={}",
-        form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
-    );
-    let c = checksum::sign("hooks/create", &query, &secret, ChecksumAlgorithm::Sha1);
-    let answer = reqwest::get(format!(
-        "http://{}/bigbluebutton/api/hooks/create?{query}&checksum={c}",
-        service.api_addr
-    ))
-    .await?
-    .text()
-    .await?;
-    let hook = answer
-        .split("<hookID>")
-        .nth(1)
-        .and_then(|s| s.split("</hookID>").next())
-        .with_context(|| format!("cannot register the demo hook: {answer}"))?
-        .to_string();
+    let admin = super::admin::AdminClient::at(&format!("http://{}", service.api_addr), &secret);
+    let (hook, _) = admin
+        .create(&url, None, None, false)
+        .await
+        .context("cannot register the demo hook")?;
     if !options.json {
         say(&out, &format!("bbb-webhooks {} demo", crate::VERSION));
         say(

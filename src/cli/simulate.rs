@@ -165,6 +165,24 @@ impl Script<'_> {
         );
     }
 
+    /// A hand raised or lowered: natively in 3.0, as the `raiseHand` emoji before 2.7.
+    fn hand(&mut self, user: &str, raised: bool, native: bool) {
+        if native {
+            self.env(
+                "UserRaiseHandChangedEvtMsg",
+                user,
+                json!({"userId": user, "raiseHand": raised}),
+            );
+        } else {
+            let emoji = if raised { "raiseHand" } else { "none" };
+            self.env(
+                "UserEmojiChangedEvtMsg",
+                user,
+                json!({"userId": user, "emoji": emoji}),
+            );
+        }
+    }
+
     fn system(&mut self, name: &str, sender: &str, body: Value, channel: &str) {
         let ts = self.tick();
         self.push(
@@ -278,19 +296,7 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
         share.clone(),
     );
     s.env("ScreenshareRtmpBroadcastStoppedEvtMsg", "not-used", share);
-    if v3 {
-        s.env(
-            "UserRaiseHandChangedEvtMsg",
-            &first_viewer.id,
-            json!({"userId": first_viewer.id, "raiseHand": true}),
-        );
-    } else {
-        s.env(
-            "UserEmojiChangedEvtMsg",
-            &first_viewer.id,
-            json!({"userId": first_viewer.id, "emoji": "raiseHand"}),
-        );
-    }
+    s.hand(&first_viewer.id, true, v3);
     for (i, (who, text)) in [
         (host, "Welcome, everyone! Bienvenue, 欢迎 👋"),
         (first_viewer, "Thanks — ¿podemos empezar? 🙂"),
@@ -318,18 +324,8 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
             &first_viewer.id,
             json!({"userId": first_viewer.id, "reactionEmoji": "👍"}),
         );
-        s.env(
-            "UserRaiseHandChangedEvtMsg",
-            &first_viewer.id,
-            json!({"userId": first_viewer.id, "raiseHand": false}),
-        );
-    } else {
-        s.env(
-            "UserEmojiChangedEvtMsg",
-            &first_viewer.id,
-            json!({"userId": first_viewer.id, "emoji": "none"}),
-        );
     }
+    s.hand(&first_viewer.id, false, v3);
     let poll_id = format!("{}/1/{}", random_hex(40), m.created);
     let answers = json!([{"id": 0, "key": "A"}, {"id": 1, "key": "B"}, {"id": 2, "key": "C"}]);
     let mut poll =

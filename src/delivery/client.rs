@@ -45,6 +45,15 @@ impl NetworkGuard {
         !self.deny.is_empty() || !self.allow.is_empty()
     }
 
+    /// A URL whose host is an address (no name to resolve) must be permitted itself.
+    pub fn permits_url(&self, url: &reqwest::Url) -> bool {
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.permits(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => self.permits(IpAddr::V6(ip)),
+            _ => true,
+        }
+    }
+
     pub fn permits(&self, ip: IpAddr) -> bool {
         if self.deny.iter().any(|c| c.contains(ip)) {
             return false;
@@ -103,12 +112,7 @@ impl CallbackClient {
             if !matches!(status, 307 | 308) || attempt.previous().len() > MAX_REDIRECTS {
                 return attempt.stop();
             }
-            if let Some(Ok(ip)) = attempt
-                .url()
-                .host_str()
-                .map(|h| h.trim_matches(['[', ']']).parse::<IpAddr>())
-                && !policy_guard.permits(ip)
-            {
+            if !policy_guard.permits_url(attempt.url()) {
                 return attempt.stop();
             }
             attempt.follow()
@@ -140,11 +144,7 @@ impl CallbackClient {
                 };
             }
         };
-        if let Some(Ok(ip)) = url
-            .host_str()
-            .map(|h| h.trim_matches(['[', ']']).parse::<IpAddr>())
-            && !self.guard.permits(ip)
-        {
+        if !self.guard.permits_url(&url) {
             return Outcome::Failed {
                 reason: "address not allowed".into(),
             };

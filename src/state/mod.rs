@@ -103,10 +103,6 @@ impl State {
         self.meetings.get(internal_id)
     }
 
-    pub fn meetings(&self) -> impl Iterator<Item = (&String, &Meeting)> {
-        self.meetings.iter()
-    }
-
     pub fn external_meeting_id(&self, internal_id: &str) -> Option<&str> {
         self.meetings.get(internal_id)?.external_id.as_deref()
     }

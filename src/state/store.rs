@@ -41,10 +41,6 @@ impl StateStore {
         StateStore { conn, keys }
     }
 
-    pub fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
     /// Reads every stored mapping. Hashes that cannot be read are removed, as 3.2 does.
     pub async fn load(&self) -> redis::RedisResult<State> {
         let mut conn = self.conn.clone();
