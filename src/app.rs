@@ -2,33 +2,43 @@
 //!
 //! Start: bind the API and metrics addresses (a taken port is an error at once) → wait for Redis
 //! (a booting server is not an error; `/ready` stays false meanwhile) → load the hooks → load the
-//! meeting and user state → start delivery (resuming every queue) → start the processor →
-//! subscribe to the channels.
+//! meeting and user state → resume every queue → start delivery and the acknowledger → start the
+//! enqueuer → subscribe to the channels.
 //!
-//! Stop (SIGTERM/SIGINT or [`RunningApp::shutdown`]): stop intake (unsubscribe) → let the
-//! processor finish writing what it has to the queues → give in-flight callbacks a few seconds →
-//! leave everything else queued in Redis for the next start.
+//! Supervision: every long-running task runs on one [`TaskTracker`] under one cancellation token.
+//! The critical ones (API and metrics servers, subscriber, enqueuer, delivery supervisor,
+//! acknowledger) are guarded: if one ends before shutdown, or panics, the failure is logged,
+//! `/ready` turns false for good and the whole service stops, so that its service manager starts
+//! it again; nothing is lost, the queues are in Redis. Per-hook workers are restarted by the
+//! delivery pool instead (a failing hook is not a reason to stop the others).
+//!
+//! Stop (SIGTERM/SIGINT, [`RunningApp::shutdown`] or a critical failure): stop intake
+//! (unsubscribe) → let the enqueuer finish writing what it has to the queues → give in-flight
+//! callbacks the grace period → write the last acknowledgements → leave everything else queued
+//! in Redis for the next start.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ApiContext, Readiness};
+use crate::api::{self, ApiContext};
 use crate::config::{LoadedConfig, Settings};
 use crate::delivery::DeliveryPool;
+use crate::enqueuer::{self, Enqueuer};
+use crate::health::Readiness;
 use crate::hooks::{HookRegistry, HookStore};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::processor::{Outbox, Processor};
 use crate::queue::DeliveryQueue;
 use crate::state::StateStore;
 use crate::{input, redis_conn};
 
-/// How long in-flight callbacks may run on at shutdown.
+/// How long in-flight callbacks may run on at shutdown, by default.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +54,9 @@ pub enum AppError {
     },
     #[error("invalid Redis URL: {0}")]
     RedisUrl(#[from] redis::RedisError),
+    /// A critical task ended or panicked; the service stopped so that it is started again.
+    #[error("the {0} task failed; stopped so that the service manager starts it again")]
+    TaskFailed(&'static str),
 }
 
 /// A started service. Dropping it does not stop it; call [`RunningApp::shutdown`].
@@ -51,23 +64,18 @@ pub struct RunningApp {
     pub api_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
-    pub readiness: Arc<Readiness>,
+    pub readiness: Readiness,
     shutdown: CancellationToken,
-    core: JoinHandle<()>,
-    api_task: JoinHandle<()>,
+    tracker: TaskTracker,
 }
 
 impl RunningApp {
     /// Waits until Redis is connected, the hooks are loaded and the channels subscribed.
     pub async fn ready(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !self.readiness.is_ready() {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        true
+        self.readiness
+            .wait_for(timeout, |h| h.is_ready() || h.failed.is_some())
+            .await
+            && self.readiness.is_ready()
     }
 
     /// A token that stops the app when cancelled (what the signal handler uses).
@@ -76,20 +84,75 @@ impl RunningApp {
     }
 
     /// Stops intake, drains what can be drained within the grace period, and returns.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(self) -> Result<(), AppError> {
         self.shutdown.cancel();
-        self.wait().await;
+        self.wait().await
     }
 
-    /// Returns once the app has stopped (after the shutdown token was cancelled).
-    pub async fn wait(self) {
-        let _ = self.core.await;
-        let _ = self.api_task.await;
+    /// Returns once the app has stopped: after the shutdown token was cancelled, or after a
+    /// critical task failed (then with [`AppError::TaskFailed`]).
+    pub async fn wait(self) -> Result<(), AppError> {
+        self.tracker.close();
+        self.tracker.wait().await;
+        match self.readiness.get().failed {
+            Some(task) => Err(AppError::TaskFailed(task)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Spawns the critical tasks on one tracker and turns their failure into a stop.
+#[derive(Clone)]
+struct Supervisor {
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    readiness: Readiness,
+}
+
+impl Supervisor {
+    /// Runs `task`; if it panics, or ends while the service is not stopping, records the
+    /// failure (readiness drops for good) and stops the service.
+    fn critical<F>(&self, name: &'static str, task: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (shutdown, readiness) = (self.shutdown.clone(), self.readiness.clone());
+        self.tracker.spawn(async move {
+            let outcome = std::panic::AssertUnwindSafe(task).catch_unwind().await;
+            let why = match outcome {
+                Ok(()) if shutdown.is_cancelled() => return,
+                Ok(()) => "ended unexpectedly".to_string(),
+                Err(panic) => format!("panicked: {}", crate::logging::panic_text(&*panic)),
+            };
+            tracing::error!(task = name, "critical task {why}; stopping so that the service manager starts the service again (queued events are kept in Redis)");
+            readiness.set_failed(name);
+            shutdown.cancel();
+        })
+    }
+
+    /// A server future that returns an I/O error as its failure.
+    fn critical_server<F>(&self, name: &'static str, server: F) -> JoinHandle<()>
+    where
+        F: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        self.critical(name, async move {
+            if let Err(e) = server.await {
+                tracing::error!(task = name, error = %e, "server error");
+            }
+        })
     }
 }
 
 /// Binds the listeners and starts the rest in the background.
 pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
+    start_with_grace(config, SHUTDOWN_GRACE).await
+}
+
+/// [`start`] with another grace period for in-flight callbacks at shutdown.
+pub async fn start_with_grace(
+    config: LoadedConfig,
+    grace: Duration,
+) -> Result<RunningApp, AppError> {
     for note in &config.notes {
         tracing::warn!("{note}");
     }
@@ -117,8 +180,14 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
     );
     let settings = Arc::new(config.settings);
     let metrics = Metrics::new(settings.prometheus.collect_default_metrics);
-    let readiness = Arc::new(Readiness::default());
+    let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let supervisor = Supervisor {
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+        readiness: readiness.clone(),
+    };
     let client = redis_conn::client(&settings.redis.connection_url())?;
 
     let ctx = Arc::new(ApiContext {
@@ -128,7 +197,7 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
         metrics: metrics.clone(),
     });
     let addr = api_listen.resolve()?;
-    let (api_addr, api_task) = api::serve(ctx.clone(), addr, shutdown.clone())
+    let (api_addr, api_server) = api::serve(ctx.clone(), addr, shutdown.clone())
         .await
         .map_err(|e| api_listen.failed(addr, e))?;
     tracing::info!(address = %api_addr, "hooks API listening");
@@ -136,7 +205,7 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
     let metrics_addr = if settings.prometheus.enabled {
         let addr = metrics_listen.resolve()?;
         let ctx_for_scrape = ctx.clone();
-        let local = crate::metrics::serve(
+        let (local, server) = crate::metrics::serve(
             metrics.clone(),
             addr,
             settings.prometheus.path.clone(),
@@ -146,32 +215,38 @@ pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
         .await
         .map_err(|e| metrics_listen.failed(addr, e))?;
         tracing::info!(address = %local, "metrics listening");
+        supervisor.critical_server("metrics server", server);
         Some(local)
     } else {
         None
     };
-
-    let core = tokio::spawn(run_core(ctx, client, shutdown.clone()));
+    supervisor.critical_server("API server", api_server);
+    supervisor.critical("core", run_core(ctx, client, supervisor.clone(), grace));
     Ok(RunningApp {
         api_addr,
         metrics_addr,
         metrics,
         readiness,
         shutdown,
-        core,
-        api_task,
+        tracker,
     })
 }
 
 /// Everything that needs Redis, from first connection to orderly stop.
-async fn run_core(ctx: Arc<ApiContext>, client: redis::Client, shutdown: CancellationToken) {
+async fn run_core(
+    ctx: Arc<ApiContext>,
+    client: redis::Client,
+    supervisor: Supervisor,
+    grace: Duration,
+) {
+    let shutdown = supervisor.shutdown.clone();
     let settings = ctx.settings.clone();
     let metrics = ctx.metrics.clone();
     let keys = Keys::new(&settings.redis.keys);
     let Some(conn) = redis_conn::connect_when_ready(&client, &shutdown).await else {
         return;
     };
-    ctx.readiness.redis.store(true, Ordering::Relaxed);
+    ctx.readiness.set_redis(true);
     set_module_status(&metrics, "../db/redis/index.js", "db", true);
 
     let registry = retry_until_ok(&shutdown, "load the hooks", || {
@@ -187,7 +262,7 @@ async fn run_core(ctx: Arc<ApiContext>, client: redis::Client, shutdown: Cancell
     };
     warn_about_bearer(&settings, &registry);
     let _ = ctx.registry.set(registry.clone());
-    ctx.readiness.hooks_loaded.store(true, Ordering::Relaxed);
+    ctx.readiness.set_hooks_loaded();
 
     let state_store = StateStore::new(conn.clone(), keys.clone());
     let Some(state) = retry_until_ok(&shutdown, "load the meeting and user mappings", || {
@@ -198,59 +273,75 @@ async fn run_core(ctx: Arc<ApiContext>, client: redis::Client, shutdown: Cancell
         return;
     };
 
-    let queue = DeliveryQueue::new(conn.clone(), keys.clone(), settings.hooks.queue_size);
-    let pool = match DeliveryPool::start(
-        settings.clone(),
+    let (queue, acknowledger) = DeliveryQueue::new(
+        conn.clone(),
+        keys.clone(),
+        settings.hooks.queue_size,
+        metrics.clone(),
+    );
+    let pool = match DeliveryPool::new(
+        &settings,
         registry.clone(),
         queue.clone(),
         metrics.clone(),
-    )
-    .await
-    {
+        supervisor.tracker.clone(),
+    ) {
         Ok(pool) => pool,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the HTTP client; nothing will be delivered");
             set_module_status(&metrics, "../out/webhooks/index.js", "out", false);
-            shutdown.cancelled().await;
+            supervisor.readiness.set_failed("delivery");
+            shutdown.cancel();
             return;
         }
     };
+    pool.resume().await;
+    let acks_stop = CancellationToken::new();
+    let acknowledging = supervisor.critical(
+        "acknowledger",
+        acknowledger.run(acks_stop.clone(), Duration::from_secs(2)),
+    );
+    supervisor.critical("delivery supervisor", pool.supervise());
     set_module_status(&metrics, "../out/webhooks/index.js", "out", true);
 
     let (raw_tx, raw_rx) = tokio::sync::mpsc::unbounded_channel();
-    let intake_stop = shutdown.child_token();
-    let subscriber = tokio::spawn(input::run(
-        client.clone(),
-        settings.redis.inbound_channels.clone(),
-        raw_tx,
-        ctx.readiness.clone(),
-        metrics.clone(),
-        intake_stop,
-        input::PING_EVERY,
-    ));
+    let subscriber = supervisor.critical(
+        "subscriber",
+        input::run(
+            client.clone(),
+            settings.redis.inbound_channels.clone(),
+            raw_tx,
+            ctx.readiness.clone(),
+            metrics.clone(),
+            shutdown.child_token(),
+            input::PING_EVERY,
+        ),
+    );
     set_module_status(&metrics, "../in/redis/index.js", "in", true);
 
-    let processor = Processor::new(
+    let enqueuer = Enqueuer::new(
         settings.clone(),
-        state,
-        state_store,
-        registry.clone(),
-        Outbox {
+        enqueuer::Parts {
+            state,
+            store: state_store,
+            registry: registry.clone(),
             queue,
-            notifier: pool.notifier(),
+            metrics: metrics.clone(),
         },
-        metrics.clone(),
         shutdown.clone(),
+        grace,
     );
-    let processing = tokio::spawn(processor.run(raw_rx));
+    let enqueuing = supervisor.critical("enqueuer", enqueuer.run(raw_rx));
 
     shutdown.cancelled().await;
     tracing::info!("stopping: intake first");
     let _ = subscriber.await;
-    ctx.readiness.subscribed.store(false, Ordering::Relaxed);
-    // The subscriber dropped its sender: the processor writes what it has, then returns.
-    let _ = processing.await;
-    pool.stop(SHUTDOWN_GRACE).await;
+    // The subscriber dropped its sender: the enqueuer writes what it has, then returns.
+    let _ = enqueuing.await;
+    pool.stop(grace).await;
+    // Every worker has stopped: the acknowledger writes the last acknowledgements and returns.
+    acks_stop.cancel();
+    let _ = acknowledging.await;
     tracing::info!("stopped; undelivered events stay queued in Redis");
 }
 

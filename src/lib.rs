@@ -3,38 +3,45 @@
 //! Data flows one way, from BigBlueButton's Redis channels to the receivers' URLs:
 //!
 //! ```text
-//!  Redis pub/sub ──► input ──► processor ──────────────────────────────► queue ──► delivery ──► HTTP POST
+//!  Redis pub/sub ──► input ──► enqueuer ───────────────────────────────► queue ──► delivery ──► HTTP POST
 //!   (channels)      (bytes)    │ mapping: message + state → events        (Redis     (one worker
 //!                              │ routing: event × hooks → deliveries        streams,   per hook,
 //!                              └ state:   meeting/user mappings            per hook)  retries)
 //!
 //!  at the side:  api (hooks/create|destroy|list|ping) ──► hooks (registry in memory + Redis)
-//!                config, metrics, keys (every Redis key name)
+//!                config, metrics, health (what /ready says), keys (every Redis key name)
 //! ```
 //!
 //! * [`input`] subscribes to the channels and hands raw messages over without ever waiting on
 //!   downstream work.
 //! * [`mapping`] is pure: a parsed message plus the [`state`] it needs becomes zero or more
 //!   [`event::Event`]s.
-//! * [`processor`] runs mapping and [`routing`] in arrival order and writes each delivery to the
+//! * [`enqueuer`] runs mapping and [`routing`] in arrival order and appends each delivery to the
 //!   hook's durable [`queue`] before anything is sent.
+//! * [`queue`] owns what is queued: the streams, depths, drops, acknowledgements, wake-ups.
 //! * [`delivery`] drains each hook's queue in order, one request in flight per hook.
 //! * [`hooks`] owns the registered callbacks; [`api`] is the BigBlueButton-style HTTP API on them.
-//! * [`app`] wires it together and owns start-up and shutdown order.
+//! * [`app`] wires it together, supervises the tasks and owns start-up and shutdown order.
+//!
+//! Imports follow the data: a stage imports the type it receives (`input::RawMessage`), the
+//! queue it writes to or reads from, and the side modules; never a later stage past the queue,
+//! never [`app`] or [`api`]. `tests/it/architecture.rs` checks it.
 
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod enqueuer;
 pub mod event;
+pub mod fault;
+pub mod health;
 pub mod hooks;
 pub mod input;
 pub mod keys;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
-pub mod processor;
 pub mod queue;
 pub mod redis_conn;
 pub mod routing;

@@ -385,7 +385,7 @@ fn serve(config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             tracing::info!("signal received: shutting down");
             token.cancel();
         });
-        app.wait().await;
+        app.wait().await?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub deliveries_in_flight: IntGauge,
     pub hooks_removed: IntCounterVec,
     pub redis_reconnects: IntCounterVec,
+    pub worker_restarts: IntCounter,
     pub api_checksum_failures: IntCounter,
 }
 
@@ -194,6 +195,10 @@ impl Metrics {
                 "Redis connections re-established after a failure",
                 &["connection"],
             ),
+            worker_restarts: r.counter(
+                "bbb_webhooks_worker_restarts_total",
+                "Hook workers started again after they ended unexpectedly (a panic)",
+            ),
             api_checksum_failures: r.counter(
                 "bbb_webhooks_api_checksum_failures_total",
                 "Hooks API calls refused for their checksum",
@@ -222,14 +227,15 @@ fn process_collector() -> prometheus::process_collector::ProcessCollector {
     prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, "bbb_webhooks")
 }
 
-/// Serves `GET <path>` on its own address, as the reference does.
+/// Serves `GET <path>` on its own address, as the reference does: binds (failing clearly if the
+/// address is taken) and returns the server as a future that runs until `shutdown`.
 pub async fn serve(
     metrics: Arc<Metrics>,
     addr: SocketAddr,
     path: String,
     before_render: Arc<dyn Fn() + Send + Sync>,
     shutdown: tokio_util::sync::CancellationToken,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>> + Send)> {
     use axum::http::{StatusCode, Uri, header};
     use axum::response::IntoResponse;
 
@@ -254,10 +260,8 @@ pub async fn serve(
                 .into_response()
         }
     });
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-    });
-    Ok(local)
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .into_future();
+    Ok((local, server))
 }

@@ -11,7 +11,6 @@ mod handlers;
 pub mod xml;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -23,31 +22,16 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::health::Readiness;
 use crate::hooks::HookRegistry;
 use crate::metrics::Metrics;
-
-/// What `/ready` reports; set by the app as parts come up and go away.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    pub redis: AtomicBool,
-    pub subscribed: AtomicBool,
-    pub hooks_loaded: AtomicBool,
-}
-
-impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        self.redis.load(Ordering::Relaxed)
-            && self.subscribed.load(Ordering::Relaxed)
-            && self.hooks_loaded.load(Ordering::Relaxed)
-    }
-}
 
 /// Everything a request handler needs.
 pub struct ApiContext {
     pub settings: Arc<Settings>,
     /// Set once the hooks are loaded from Redis; until then hook calls answer their error XML.
     pub registry: OnceLock<Arc<HookRegistry>>,
-    pub readiness: Arc<Readiness>,
+    pub readiness: Readiness,
     pub metrics: Arc<Metrics>,
 }
 
@@ -59,24 +43,20 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         .with_state(ctx)
 }
 
-/// Binds the API address (failing clearly if it is taken) and serves until `shutdown`.
+/// Binds the API address (failing clearly if it is taken); the server is the returned future,
+/// which runs until `shutdown` (or fails with the listener's error).
 pub async fn serve(
     ctx: Arc<ApiContext>,
     addr: SocketAddr,
     shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>> + Send)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = router(ctx).into_make_service_with_connect_info::<SocketAddr>();
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "the API server stopped");
-        }
-    });
-    Ok((local, task))
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .into_future();
+    Ok((local, server))
 }
 
 async fn health() -> Response {
@@ -87,8 +67,12 @@ async fn health() -> Response {
 }
 
 async fn ready(State(ctx): State<Arc<ApiContext>>) -> Response {
-    let r = &ctx.readiness;
-    let ready = r.is_ready();
+    let h = ctx.readiness.get();
+    let ready = h.is_ready();
+    let failed = match h.failed {
+        Some(task) => format!(r#","failed":"{task}""#),
+        None => String::new(),
+    };
     json_answer(
         if ready {
             StatusCode::OK
@@ -96,10 +80,8 @@ async fn ready(State(ctx): State<Arc<ApiContext>>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE
         },
         format!(
-            r#"{{"ready":{ready},"redis":{},"subscribed":{},"hooksLoaded":{}}}"#,
-            r.redis.load(Ordering::Relaxed),
-            r.subscribed.load(Ordering::Relaxed),
-            r.hooks_loaded.load(Ordering::Relaxed)
+            r#"{{"ready":{ready},"redis":{},"subscribed":{},"hooksLoaded":{}{failed}}}"#,
+            h.redis, h.subscribed, h.hooks_loaded
         ),
     )
 }

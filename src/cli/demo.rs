@@ -190,7 +190,7 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
     ])?;
     let service = app::start(config).await?;
     if !service.ready(Duration::from_secs(10)).await {
-        service.shutdown().await;
+        service.shutdown().await?;
         bail!("the service did not become ready");
     }
 
@@ -268,7 +268,7 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
             break;
         }
     }
-    service.shutdown().await;
+    service.shutdown().await?;
     receiver_task.abort();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*"))

@@ -7,9 +7,11 @@
 //! * [`worker`] is the per-hook loop.
 //!
 //! The pool follows the registry: a new hook gets a worker, a removed one loses its worker and its
-//! queue. A global semaphore caps requests in flight across hooks. Acknowledgements (trimming
-//! what was delivered) are coalesced by one task, so a busy hook costs one Redis command per
-//! batch of successes rather than per event.
+//! queue. A worker that ends while its hook still exists (a panic, a bug) is started again with a
+//! growing delay and counted (`bbb_webhooks_worker_restarts_total`); its queue is in Redis, so it
+//! resumes where the last acknowledgement left it. A global semaphore caps requests in flight
+//! across hooks. What is queued, its depth, acknowledgements and wake-ups belong to
+//! [`crate::queue`]; this module only takes entries out and sends them.
 
 pub mod client;
 pub mod request;
@@ -17,68 +19,27 @@ pub mod retry;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::hooks::HookRegistry;
+use crate::hooks::{Hook, HookRegistry};
 use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
 use client::CallbackClient;
 use request::Signer;
 use retry::RetryPolicy;
 
-/// Per-hook wake-up and queue depth, shared by the processor (which adds) and the workers and
-/// acknowledger (which take away).
-#[derive(Debug, Default)]
-pub struct HookSignal {
-    pub wake: Notify,
-    pub depth: AtomicI64,
-}
-
-/// Hook id → its signal.
-#[derive(Clone, Default)]
-pub struct Notifier(Arc<RwLock<HashMap<String, Arc<HookSignal>>>>);
-
-impl Notifier {
-    pub fn signal(&self, hook_id: &str) -> Arc<HookSignal> {
-        if let Some(s) = self
-            .0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(hook_id)
-        {
-            return s.clone();
-        }
-        self.0
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(hook_id.to_string())
-            .or_default()
-            .clone()
-    }
-
-    fn remove(&self, hook_id: &str) {
-        self.0
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(hook_id);
-    }
-}
-
-/// How long acknowledgements gather before the queues are trimmed.
-const ACK_PERIOD: Duration = Duration::from_millis(5);
-
-/// An acknowledgement: everything up to `entry` in `hook`'s queue is done.
-struct Ack {
-    hook: String,
-    entry: String,
-}
+/// First wait before a worker that ended unexpectedly is started again; doubles up to
+/// [`RESTART_MAX`], and starts over once a worker has run for [`RESTART_RESET`].
+const RESTART_MIN: Duration = Duration::from_millis(100);
+const RESTART_MAX: Duration = Duration::from_secs(10);
+const RESTART_RESET: Duration = Duration::from_secs(60);
 
 /// What every worker shares.
 struct Shared {
@@ -90,8 +51,7 @@ struct Shared {
     multi_event: usize,
     in_flight: Semaphore,
     metrics: Arc<Metrics>,
-    notifier: Notifier,
-    acks: mpsc::UnboundedSender<Ack>,
+    tracker: TaskTracker,
     /// Cancelled at shutdown: no new attempt starts, sleeps end.
     draining: CancellationToken,
 }
@@ -105,68 +65,56 @@ struct WorkerHandle {
 pub struct DeliveryPool {
     shared: Arc<Shared>,
     workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
-    supervisor: JoinHandle<()>,
-    acknowledger: JoinHandle<()>,
 }
 
 impl DeliveryPool {
-    /// Resumes every hook's queue (depths read from Redis before anything is added), removes
-    /// queues whose hook is gone, and follows the registry from then on.
-    pub async fn start(
-        settings: Arc<Settings>,
+    /// A pool whose tasks run on `tracker`. Nothing runs until [`DeliveryPool::supervise`].
+    pub fn new(
+        settings: &Settings,
         registry: Arc<HookRegistry>,
         queue: DeliveryQueue,
         metrics: Arc<Metrics>,
+        tracker: TaskTracker,
     ) -> Result<DeliveryPool, reqwest::Error> {
-        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-        let notifier = Notifier::default();
         let shared = Arc::new(Shared {
-            registry: registry.clone(),
-            queue: queue.clone(),
-            client: CallbackClient::new(&settings)?,
-            signer: Signer::new(&settings),
+            registry,
+            queue,
+            client: CallbackClient::new(settings)?,
+            signer: Signer::new(settings),
             policy: RetryPolicy::new(&settings.hooks),
             multi_event: settings.hooks.multi_event.max(1),
             in_flight: Semaphore::new(settings.hooks.max_concurrent_requests.max(1)),
-            metrics: metrics.clone(),
-            notifier: notifier.clone(),
-            acks: acks_tx,
+            metrics,
+            tracker,
             draining: CancellationToken::new(),
         });
-        remove_orphan_queues(&queue, &registry).await;
-        for hook in registry.snapshot().iter() {
-            let depth = queue.len(&hook.id).await.unwrap_or(0) as i64;
-            notifier
-                .signal(&hook.id)
-                .depth
-                .store(depth, Ordering::Relaxed);
-            metrics
-                .queue_depth
-                .with_label_values(&[&hook.id])
-                .set(depth);
-        }
-        let workers = Arc::new(Mutex::new(HashMap::new()));
-        let supervisor = tokio::spawn(supervise(shared.clone(), workers.clone()));
-        let acknowledger = tokio::spawn(acknowledge(queue, notifier, metrics, acks_rx));
         Ok(DeliveryPool {
             shared,
-            workers,
-            supervisor,
-            acknowledger,
+            workers: Default::default(),
         })
     }
 
-    pub fn notifier(&self) -> Notifier {
-        self.shared.notifier.clone()
+    /// Removes queues whose hook is gone and reads every hook's queue depth; call before
+    /// anything is appended.
+    pub async fn resume(&self) {
+        let queue = &self.shared.queue;
+        remove_orphan_queues(queue, &self.shared.registry).await;
+        for hook in self.shared.registry.snapshot().iter() {
+            if let Err(e) = queue.resume(&hook.id).await {
+                tracing::warn!(hook = %hook.id, error = %e, "cannot read the queue's length");
+            }
+        }
+    }
+
+    /// Keeps one worker per hook in the registry until [`DeliveryPool::stop`].
+    pub fn supervise(&self) -> impl Future<Output = ()> + Send + 'static {
+        supervise(self.shared.clone(), self.workers.clone())
     }
 
     /// Stops starting attempts, lets those in flight finish for up to `grace`, then aborts the
-    /// rest (they stay queued) and writes the last acknowledgements.
+    /// rest (they stay queued).
     pub async fn stop(self, grace: Duration) {
         self.shared.draining.cancel();
-        self.supervisor.abort();
-        // Its share of the pool goes with it, so the acknowledger can finish below.
-        let _ = self.supervisor.await;
         let handles: Vec<WorkerHandle> = self
             .workers
             .lock()
@@ -182,18 +130,10 @@ impl DeliveryPool {
                 let _ = task.await;
             }
         }
-        drop(self.shared);
-        let mut acknowledger = self.acknowledger;
-        if tokio::time::timeout(Duration::from_secs(2), &mut acknowledger)
-            .await
-            .is_err()
-        {
-            acknowledger.abort();
-        }
     }
 }
 
-/// Keeps one worker per hook in the registry.
+/// Keeps one worker per hook in the registry; returns once the pool is draining.
 async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, WorkerHandle>>>) {
     let mut changes = shared.registry.watch();
     loop {
@@ -204,12 +144,10 @@ async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, Worke
             for hook in hooks.iter() {
                 if !w.contains_key(&hook.id) {
                     let abort = CancellationToken::new();
-                    let task = tokio::spawn(worker::run(
-                        hook.clone(),
-                        shared.clone(),
-                        shared.notifier.signal(&hook.id),
-                        abort.clone(),
-                    ));
+                    let task =
+                        shared
+                            .tracker
+                            .spawn(keep(hook.clone(), shared.clone(), abort.clone()));
                     w.insert(hook.id.clone(), WorkerHandle { abort, task });
                 }
             }
@@ -231,78 +169,60 @@ async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, Worke
             let mut delay = Duration::from_millis(100);
             while let Err(e) = shared.queue.delete(&id).await {
                 tracing::warn!(hook = %id, error = %e, "cannot delete the queue of a removed hook yet");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shared.draining.cancelled() => return,
+                }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            shared.notifier.remove(&id);
-            let _ = shared.metrics.queue_depth.remove_label_values(&[&id]);
             tracing::info!(hook = %id, "hook removed; its queue is deleted");
         }
-        if changes.changed().await.is_err() {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shared.draining.cancelled() => return,
+        }
+    }
+}
+
+/// Runs a hook's worker, and runs it again if it ends (or panics) while its hook still exists
+/// and the pool is not stopping.
+async fn keep(hook: Arc<Hook>, shared: Arc<Shared>, abort: CancellationToken) {
+    let mut delay = RESTART_MIN;
+    loop {
+        let started = tokio::time::Instant::now();
+        let outcome = shared
+            .tracker
+            .spawn(worker::run(
+                hook.clone(),
+                shared.clone(),
+                shared.queue.hook(&hook.id),
+                abort.clone(),
+            ))
+            .await;
+        let stopping = abort.is_cancelled() || shared.draining.is_cancelled();
+        if stopping || shared.registry.snapshot().get(&hook.id).is_none() {
             return;
         }
+        if started.elapsed() >= RESTART_RESET {
+            delay = RESTART_MIN;
+        }
+        shared.metrics.worker_restarts.inc();
+        match outcome {
+            Err(e) if e.is_panic() => {
+                let panic = crate::logging::panic_text(&e.into_panic());
+                tracing::error!(hook = %hook.id, panic = %panic, restart_in_ms = delay.as_millis() as u64, "a hook's worker panicked; starting it again")
+            }
+            _ => {
+                tracing::error!(hook = %hook.id, restart_in_ms = delay.as_millis() as u64, "a hook's worker ended unexpectedly; starting it again")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = abort.cancelled() => return,
+            _ = shared.draining.cancelled() => return,
+        }
+        delay = (delay * 2).min(RESTART_MAX);
     }
-}
-
-/// Coalesces acknowledgements per hook and trims the queues.
-async fn acknowledge(
-    queue: DeliveryQueue,
-    notifier: Notifier,
-    metrics: Arc<Metrics>,
-    mut rx: mpsc::UnboundedReceiver<Ack>,
-) {
-    let mut pending: HashMap<String, String> = HashMap::new();
-    let mut batch = Vec::with_capacity(256);
-    loop {
-        if pending.is_empty() {
-            if rx.recv_many(&mut batch, 256).await == 0 {
-                return;
-            }
-            // Let acknowledgements gather for a moment: one trim per hook per period instead of
-            // one per delivery. A crash in that window re-sends at most that much.
-            tokio::time::sleep(ACK_PERIOD).await;
-        }
-        // Take whatever else is there without waiting.
-        while let Ok(a) = rx.try_recv() {
-            batch.push(a);
-        }
-        for ack in batch.drain(..) {
-            let newer = pending
-                .get(&ack.hook)
-                .is_none_or(|old| stream_id_key(&ack.entry) > stream_id_key(old));
-            if newer {
-                pending.insert(ack.hook, ack.entry);
-            }
-        }
-        let mut failed = false;
-        for (hook, entry) in pending.drain().collect::<Vec<_>>() {
-            match queue.ack(&hook, &entry).await {
-                Ok(removed) => {
-                    let signal = notifier.signal(&hook);
-                    let depth =
-                        signal.depth.fetch_sub(removed as i64, Ordering::Relaxed) - removed as i64;
-                    metrics
-                        .queue_depth
-                        .with_label_values(&[&hook])
-                        .set(depth.max(0));
-                }
-                Err(e) => {
-                    tracing::warn!(hook = %hook, error = %e, "cannot acknowledge deliveries yet; retrying");
-                    pending.insert(hook, entry);
-                    failed = true;
-                }
-            }
-        }
-        if failed {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
-/// `<ms>-<seq>` as a comparable pair.
-fn stream_id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// Queues whose hook no longer exists (removed while the service was down, or by another
@@ -319,16 +239,5 @@ async fn remove_orphan_queues(queue: &DeliveryQueue, registry: &HookRegistry) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot look for orphan queues"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_ids_compare_numerically() {
-        assert!(stream_id_key("10-0") > stream_id_key("9-5"));
-        assert!(stream_id_key("10-10") > stream_id_key("10-9"));
     }
 }

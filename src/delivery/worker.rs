@@ -4,16 +4,15 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::Shared;
 use super::client::Outcome;
 use super::retry::Next;
-use super::{Ack, HookSignal, Shared};
 use crate::hooks::{Hook, RemoveOutcome};
-use crate::queue::{Attempts, Entry};
+use crate::queue::{Attempts, Entry, HookQueue};
 
 /// Entries read from Redis at a time.
 const PREFETCH: usize = 128;
@@ -23,32 +22,26 @@ const IDLE_RECHECK: Duration = Duration::from_secs(5);
 pub(super) async fn run(
     hook: Arc<Hook>,
     shared: Arc<Shared>,
-    signal: Arc<HookSignal>,
+    queue: HookQueue,
     abort: CancellationToken,
 ) {
     let mut worker = Worker {
         hook,
         shared,
-        signal,
+        queue,
         abort,
         buffer: VecDeque::new(),
         last_read: None,
         attempts: None,
     };
-    worker.attempts = worker
-        .shared
-        .queue
-        .load_attempts(&worker.hook.id)
-        .await
-        .ok()
-        .flatten();
+    worker.attempts = worker.queue.load_attempts().await.ok().flatten();
     worker.run().await;
 }
 
 struct Worker {
     hook: Arc<Hook>,
     shared: Arc<Shared>,
-    signal: Arc<HookSignal>,
+    queue: HookQueue,
     abort: CancellationToken,
     buffer: VecDeque<Entry>,
     last_read: Option<String>,
@@ -80,12 +73,7 @@ impl Worker {
 
     /// Reads more entries, or waits for some. False when nothing was read.
     async fn fill(&mut self) -> bool {
-        match self
-            .shared
-            .queue
-            .read(&self.hook.id, self.last_read.as_deref(), PREFETCH)
-            .await
-        {
+        match self.queue.read(self.last_read.as_deref(), PREFETCH).await {
             Ok(entries) if !entries.is_empty() => {
                 self.last_read = entries.last().map(|e| e.id.clone());
                 self.buffer.extend(entries);
@@ -93,7 +81,7 @@ impl Worker {
             }
             Ok(_) => {
                 tokio::select! {
-                    _ = self.signal.wake.notified() => {}
+                    _ = self.queue.appended() => {}
                     _ = tokio::time::sleep(IDLE_RECHECK) => {}
                     _ = self.abort.cancelled() => {}
                     _ = self.shared.draining.cancelled() => {}
@@ -134,6 +122,7 @@ impl Worker {
             crate::time::now_ms() / 1000,
         );
         let event_id = batch[0].event.clone();
+        crate::fault::worker(&payloads);
 
         let outcome = {
             let Ok(_permit) = self.shared.in_flight.acquire().await else {
@@ -192,12 +181,9 @@ impl Worker {
                 .observe(now.saturating_sub(entry.enqueued_at()) as f64 / 1000.0);
             last = entry.id;
         }
-        let _ = self.shared.acks.send(Ack {
-            hook: self.hook.id.clone(),
-            entry: last,
-        });
+        self.queue.ack(last);
         if self.attempts.take().is_some()
-            && let Err(e) = self.shared.queue.clear_attempts(&self.hook.id).await
+            && let Err(e) = self.queue.clear_attempts().await
         {
             tracing::warn!(hook = %self.hook.id, error = %e, "cannot clear the retry state");
         }
@@ -224,12 +210,7 @@ impl Worker {
             first_attempt,
             count,
         };
-        if let Err(e) = self
-            .shared
-            .queue
-            .save_attempts(&self.hook.id, &attempts)
-            .await
-        {
+        if let Err(e) = self.queue.save_attempts(&attempts).await {
             tracing::warn!(hook = %self.hook.id, error = %e, "cannot store the retry state");
         }
         self.attempts = Some(attempts);
@@ -270,7 +251,6 @@ impl Worker {
                         .hooks_removed
                         .with_label_values(&[reason])
                         .inc();
-                    self.signal.depth.store(0, Ordering::Relaxed);
                     return;
                 }
                 Ok(_) => return,

@@ -6,14 +6,13 @@
 //! A periodic PING finds connections that died without a word.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::Readiness;
+use crate::health::Readiness;
 use crate::metrics::Metrics;
 
 /// One message as received.
@@ -30,20 +29,37 @@ pub const PING_EVERY: Duration = Duration::from_secs(15);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Runs until `stop` is cancelled. Dropping `tx` on return tells the processor intake is over.
+/// Runs until `stop` is cancelled, or until nobody takes messages any more. Dropping `tx` on
+/// return tells the enqueuer intake is over. Whatever the reason, `subscribed` is false after.
 pub async fn run(
     client: redis::Client,
     channels: Vec<String>,
     tx: UnboundedSender<RawMessage>,
-    readiness: Arc<Readiness>,
+    readiness: Readiness,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    ping_every: Duration,
+) {
+    subscribe_and_forward(
+        &client, &channels, &tx, &readiness, &metrics, &stop, ping_every,
+    )
+    .await;
+    readiness.set_subscribed(false);
+}
+
+async fn subscribe_and_forward(
+    client: &redis::Client,
+    channels: &[String],
+    tx: &UnboundedSender<RawMessage>,
+    readiness: &Readiness,
+    metrics: &Metrics,
+    stop: &CancellationToken,
     ping_every: Duration,
 ) {
     let mut delay = Duration::from_millis(100);
     let mut connected_before = false;
     loop {
-        match subscribe(&client, &channels).await {
+        match subscribe(client, channels).await {
             Ok((mut sink, mut stream)) => {
                 if connected_before {
                     metrics
@@ -56,14 +72,14 @@ pub async fn run(
                 }
                 connected_before = true;
                 delay = Duration::from_millis(100);
-                readiness.subscribed.store(true, Ordering::Relaxed);
+                readiness.set_subscribed(true);
                 let mut ping = tokio::time::interval(ping_every);
                 ping.tick().await;
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => {
-                            readiness.subscribed.store(false, Ordering::Relaxed);
-                            let _ = sink.unsubscribe(&channels).await;
+                            readiness.set_subscribed(false);
+                            let _ = sink.unsubscribe(channels).await;
                             return;
                         }
                         msg = stream.next() => match msg {
@@ -74,6 +90,7 @@ pub async fn run(
                                     received_at: crate::time::now_ms(),
                                 };
                                 if tx.send(raw).is_err() {
+                                    tracing::error!("nothing takes the messages any more: leaving the channels");
                                     return;
                                 }
                             }
@@ -89,7 +106,7 @@ pub async fn run(
                         }
                     }
                 }
-                readiness.subscribed.store(false, Ordering::Relaxed);
+                readiness.set_subscribed(false);
                 tracing::warn!("lost the Redis subscription; reconnecting");
             }
             Err(e) => {

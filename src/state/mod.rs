@@ -2,7 +2,7 @@
 //!
 //! The mapper changes [`State`] synchronously, so the message after `meeting-created` or
 //! `user-joined` always sees the new external ids (the reference wrote Redis first and raced).
-//! Every change is also recorded in a journal that the processor writes to Redis ([`store`]) in
+//! Every change is also recorded in a journal that the enqueuer writes to Redis ([`store`]) in
 //! the same round trip as the deliveries it caused; meeting activity is kept in memory and
 //! flushed now and then, not on every event. This module does no I/O itself except in `store`.
 

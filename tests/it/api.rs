@@ -560,7 +560,7 @@ async fn hooks_calls_before_redis_answers_get_their_error_xml() {
         app.ready(Duration::from_secs(10)).await,
         "ready once Redis answers"
     );
-    app.shutdown().await;
+    app.shutdown().await.expect("a clean stop");
 }
 
 #[tokio::test]

@@ -199,8 +199,9 @@ impl TestApp {
         extract(&body, "hookID").unwrap_or_else(|| panic!("no hookID in {body}"))
     }
 
+    /// Stops the app; it must stop cleanly (no critical task failed).
     pub async fn stop(self) {
-        self.app.shutdown().await;
+        self.app.shutdown().await.expect("a clean stop");
     }
 }
 
@@ -624,6 +625,32 @@ impl Service {
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Waits for the process to end on its own (without a signal); returns its exit status and
+    /// whatever was captured, or `None` if it still runs after `timeout`.
+    pub async fn exited(mut self, timeout: Duration) -> Option<(std::process::ExitStatus, String)> {
+        use std::io::Read;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut out);
+        }
+        Some((status, out))
     }
 
     /// SIGTERM, then waits; returns the exit status and whatever was captured.

@@ -12,3 +12,4 @@ mod helpers;
 mod ops;
 mod pipeline;
 mod private_redis;
+mod supervision;

@@ -281,7 +281,7 @@ async fn the_subscription_check_loses_nothing() {
     // The subscriber PINGs its connection now and then; nothing may be lost around a PING.
     let env = Env::new("pl-ping");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let readiness = std::sync::Arc::new(bbb_webhooks::api::Readiness::default());
+    let readiness = bbb_webhooks::health::Readiness::default();
     let metrics = bbb_webhooks::metrics::Metrics::new(false);
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(bbb_webhooks::input::run(
@@ -293,14 +293,7 @@ async fn the_subscription_check_loses_nothing() {
         stop.clone(),
         Duration::from_millis(20),
     ));
-    assert!(
-        eventually(WAIT, || async {
-            readiness
-                .subscribed
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
-        .await
-    );
+    assert!(readiness.wait_for(WAIT, |h| h.subscribed).await);
     let mut conn = env.redis().await;
     for i in 0..300 {
         let _: i64 = conn.publish(&env.channel, format!("m{i}")).await.unwrap();

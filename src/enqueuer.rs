@@ -1,6 +1,8 @@
-//! The processor: takes raw messages in arrival order, maps them, routes the events and writes
-//! each delivery to its hook's queue, together with the state changes, in one Redis round trip
-//! per batch. Only then are the hooks' workers woken.
+//! The enqueuer, the processing stage's task: takes raw messages in arrival order, maps them
+//! ([`crate::mapping`] with the [`crate::state`]), routes the events to hooks
+//! ([`crate::routing`]) and appends each delivery to its hook's queue, together with the state
+//! changes, in one Redis round trip per batch. Only then does it tell the queue, which wakes the
+//! readers. It does not deliver, and knows nothing of who reads the queues.
 //!
 //! Messages are taken in batches (whatever arrived while the previous batch was written), so
 //! throughput grows with load while each message still waits at most one round trip. A batch that
@@ -9,14 +11,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::delivery::Notifier;
 use crate::hooks::HookRegistry;
 use crate::input::RawMessage;
 use crate::logging::RateLimit;
@@ -35,52 +35,57 @@ const ACTIVITY_STEP_MS: u64 = 60_000;
 
 static MALFORMED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 static IGNORED_LOG: RateLimit = RateLimit::new(Duration::from_secs(60));
-static DROPPED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 
-/// Where deliveries go: the hooks' queues, and the wake-ups of their workers.
-pub struct Outbox {
+/// What [`Enqueuer::new`] needs besides the settings.
+pub struct Parts {
+    pub state: State,
+    pub store: StateStore,
+    pub registry: Arc<HookRegistry>,
     pub queue: DeliveryQueue,
-    pub notifier: Notifier,
+    pub metrics: Arc<Metrics>,
 }
 
-pub struct Processor {
+pub struct Enqueuer {
     settings: Arc<Settings>,
     mapper: Mapper,
     store: StateStore,
     registry: Arc<HookRegistry>,
     queue: DeliveryQueue,
-    notifier: Notifier,
     metrics: Arc<Metrics>,
     filters: Filters,
-    /// Cancelled at shutdown: a batch Redis keeps refusing is then given up after a grace period.
+    /// Cancelled at shutdown: a batch Redis keeps refusing is then given up after `grace`.
     stop: CancellationToken,
+    grace: Duration,
 }
 
-impl Processor {
+impl Enqueuer {
     pub fn new(
         settings: Arc<Settings>,
-        state: State,
-        store: StateStore,
-        registry: Arc<HookRegistry>,
-        outbox: Outbox,
-        metrics: Arc<Metrics>,
+        parts: Parts,
         stop: CancellationToken,
+        grace: Duration,
     ) -> Self {
-        let Outbox { queue, notifier } = outbox;
+        let Parts {
+            state,
+            store,
+            registry,
+            queue,
+            metrics,
+        } = parts;
         let filters = Filters::new(
             &settings.hooks.include_events,
             &settings.hooks.exclude_events,
         );
-        Processor {
+        Enqueuer {
             settings,
             mapper: Mapper::new(state),
             store,
             registry,
             queue,
-            notifier,
             metrics,
             filters,
             stop,
+            grace,
         }
     }
 
@@ -119,6 +124,7 @@ impl Processor {
         let mut queued: HashMap<&str, i64> = HashMap::new();
         for raw in &batch {
             m.messages_received.inc();
+            crate::fault::enqueuer(&raw.payload);
             let events = match self.mapper.map(&raw.payload, raw.received_at) {
                 Ok(events) => events,
                 Err(e) => {
@@ -141,8 +147,9 @@ impl Processor {
         self.store
             .append_changes(&mut pipe, &self.mapper.state, &changes);
         self.write(&pipe).await;
+        // Under the gate still: a hook deleted right after this batch keeps no depth behind.
+        self.queue.appended(queued);
         drop(gate);
-        self.wake(queued);
         let (meetings, users) = self.mapper.state.counts();
         m.meeting_mappings.set(meetings as i64);
         m.user_mappings.set(users as i64);
@@ -189,7 +196,7 @@ impl Processor {
                 }
                 Err(e) => {
                     let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-                    if self.stop.is_cancelled() && since.elapsed() >= crate::app::SHUTDOWN_GRACE {
+                    if self.stop.is_cancelled() && since.elapsed() >= self.grace {
                         tracing::error!(error = %e, commands = pipe.cmd_iter().count(), "stopping while Redis refuses writes: this batch is lost");
                         return;
                     }
@@ -198,32 +205,6 @@ impl Processor {
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
             }
-        }
-    }
-
-    /// Wakes the workers of the hooks that got something and accounts for what a full queue
-    /// dropped.
-    fn wake(&self, queued: HashMap<&str, i64>) {
-        let max = self.queue.max_len() as i64;
-        for (hook, added) in queued {
-            let signal = self.notifier.signal(hook);
-            let depth = signal.depth.fetch_add(added, Ordering::Relaxed) + added;
-            if depth > max {
-                let dropped = depth - max;
-                signal.depth.fetch_sub(dropped, Ordering::Relaxed);
-                self.metrics
-                    .queue_dropped
-                    .with_label_values(&[hook])
-                    .inc_by(dropped as u64);
-                if let Some(held_back) = DROPPED_LOG.check() {
-                    tracing::warn!(hook = %hook, dropped, queue_size = max, similar_held_back = held_back, "queue full: dropped the oldest events");
-                }
-            }
-            self.metrics
-                .queue_depth
-                .with_label_values(&[hook])
-                .set(depth.min(max));
-            signal.wake.notify_one();
         }
     }
 
