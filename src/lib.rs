@@ -9,7 +9,7 @@
 //!                              └ state:   meeting/user mappings            per hook)  retries)
 //!
 //!  at the side:  api (hooks/create|destroy|list|ping) ──► hooks (registry in memory + Redis)
-//!                config, metrics, keys (every Redis key name)
+//!                config, checksum, metrics, keys (every Redis key name)
 //! ```
 //!
 //! * [`input`] subscribes to the channels and hands raw messages over without ever waiting on
@@ -21,9 +21,11 @@
 //! * [`delivery`] drains each hook's queue in order, one request in flight per hook.
 //! * [`hooks`] owns the registered callbacks; [`api`] is the BigBlueButton-style HTTP API on them.
 //! * [`app`] wires it together and owns start-up and shutdown order.
+//! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
 
 pub mod api;
 pub mod app;
+pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -19,6 +19,9 @@ mod validate;
 
 pub use cidr::Cidr;
 
+/// The algorithm settings' type, at home in [`crate::checksum`].
+pub use crate::checksum::ChecksumAlgorithm;
+
 pub use load::{ConfigSources, EnvLookup, LoadedConfig, Source, load};
 pub use parse::{parse_bool, parse_list};
 pub use settings::*;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Secret;
+use crate::checksum::ChecksumAlgorithm;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -125,82 +126,6 @@ impl Default for RedisKeySettings {
             own_prefix: "bigbluebutton:webhooks:rs".into(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChecksumAlgorithm {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl ChecksumAlgorithm {
-    pub const ALL: [ChecksumAlgorithm; 4] = [
-        ChecksumAlgorithm::Sha1,
-        ChecksumAlgorithm::Sha256,
-        ChecksumAlgorithm::Sha384,
-        ChecksumAlgorithm::Sha512,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ChecksumAlgorithm::Sha1 => "sha1",
-            ChecksumAlgorithm::Sha256 => "sha256",
-            ChecksumAlgorithm::Sha384 => "sha384",
-            ChecksumAlgorithm::Sha512 => "sha512",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(name.trim()))
-    }
-
-    /// Length of the lowercase hex digest: how the API tells which algorithm a client used.
-    pub fn hex_len(self) -> usize {
-        match self {
-            ChecksumAlgorithm::Sha1 => 40,
-            ChecksumAlgorithm::Sha256 => 64,
-            ChecksumAlgorithm::Sha384 => 96,
-            ChecksumAlgorithm::Sha512 => 128,
-        }
-    }
-
-    pub fn from_hex_len(len: usize) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.hex_len() == len)
-    }
-
-    /// Lowercase hex digest of the concatenated parts.
-    pub fn hex_digest(self, parts: &[&[u8]]) -> String {
-        use sha2::Digest;
-        fn run<D: Digest>(parts: &[&[u8]]) -> String {
-            let mut h = D::new();
-            for p in parts {
-                h.update(p);
-            }
-            hex(&h.finalize())
-        }
-        match self {
-            ChecksumAlgorithm::Sha1 => run::<sha1::Sha1>(parts),
-            ChecksumAlgorithm::Sha256 => run::<sha2::Sha256>(parts),
-            ChecksumAlgorithm::Sha384 => run::<sha2::Sha384>(parts),
-            ChecksumAlgorithm::Sha512 => run::<sha2::Sha512>(parts),
-        }
-    }
-}
-
-/// Lowercase hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
