@@ -90,17 +90,8 @@ impl RunningApp {
 
 /// Binds the listeners and starts the rest in the background.
 pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
-    for note in &config.notes {
-        tracing::warn!("{note}");
-    }
-    let filters = [
-        &config.settings.hooks.include_events,
-        &config.settings.hooks.exclude_events,
-    ];
-    for id in filters.into_iter().flatten() {
-        if !crate::mapping::catalog::is_known(id) {
-            tracing::warn!(event = %id, "includeEvents/excludeEvents names an event this version does not produce");
-        }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
     }
     let (api, prom) = (&config.settings.api, &config.settings.prometheus);
     let api_listen = Listen::new(

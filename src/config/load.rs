@@ -1,4 +1,9 @@
-//! Assembling [`Settings`] from its layers, remembering where each value came from.
+//! Assembling [`Settings`] from its layers, remembering where each value came from, and what is
+//! worth a warning about the result.
+//!
+//! This module owns the layering, the record of sources and the warnings. It does not know what a
+//! value means: reading a value into its type is [`super::settings`]' business, and the remaining
+//! checks are [`super::validate`]'s.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::settings::Settings;
 use super::{ConfigError, env, legacy, properties};
+use crate::mapping::catalog;
 
 /// Where a configuration value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +88,36 @@ impl ConfigSources {
 pub struct LoadedConfig {
     pub settings: Settings,
     pub sources: BTreeMap<String, Source>,
-    /// Things worth a warning: keys set aside, variables ignored.
+    /// What loading noticed: keys set aside, variables ignored. [`LoadedConfig::warnings`] has
+    /// these and the rest.
     pub notes: Vec<String>,
 }
 
 impl LoadedConfig {
     pub fn source_of(&self, key: &str) -> Source {
         self.sources.get(key).cloned().unwrap_or(Source::Default)
+    }
+
+    /// Everything worth a warning about this configuration, what `serve` logs and `config check`
+    /// prints: the notes taken while loading, then each event id in `hooks.includeEvents` or
+    /// `hooks.excludeEvents` that this version never produces.
+    pub fn warnings(&self) -> Vec<String> {
+        let hooks = &self.settings.hooks;
+        let filters = [
+            ("hooks.includeEvents", &hooks.include_events),
+            ("hooks.excludeEvents", &hooks.exclude_events),
+        ];
+        let unknown_events = filters.into_iter().flat_map(|(key, ids)| {
+            ids.iter()
+                .filter(|id| !catalog::is_known(id))
+                .map(move |id| {
+                    format!(
+                        "{key} (from {}) names {id:?}, an event this version does not produce",
+                        self.source_of(key)
+                    )
+                })
+        });
+        self.notes.iter().cloned().chain(unknown_events).collect()
     }
 
     /// Every effective leaf value (secrets redacted) with its source, in key order.
@@ -506,6 +535,29 @@ xapi:
             "{:?}",
             loaded.notes
         );
+    }
+
+    #[test]
+    fn warnings_name_unknown_event_ids_after_the_notes() {
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("INCLUDE_EVENTS", "user-joined,user-jumped"),
+            ("EXCLUDE_EVENTS", "meeting-exploded"),
+            ("ENABLE_WH_QUEUE", "true"),
+        ];
+        let loaded = load(&sources(&[], &env, &[])).unwrap();
+        assert_eq!(
+            loaded.warnings(),
+            vec![
+                "env ENABLE_WH_QUEUE is ignored: every hook always has a durable queue in this \
+                 implementation"
+                    .to_string(),
+                r#"hooks.includeEvents (from env INCLUDE_EVENTS) names "user-jumped", an event this version does not produce"#.to_string(),
+                r#"hooks.excludeEvents (from env EXCLUDE_EVENTS) names "meeting-exploded", an event this version does not produce"#.to_string(),
+            ]
+        );
+        let quiet = load(&sources(&[], &[("SHARED_SECRET", "s")], &[])).unwrap();
+        assert!(quiet.warnings().is_empty(), "{:?}", quiet.warnings());
     }
 
     #[test]
