@@ -17,7 +17,7 @@ mod properties;
 mod settings;
 mod validate;
 
-pub use cidr::Cidr;
+pub use cidr::{Cidr, CidrList};
 
 /// The algorithm settings' type, at home in [`crate::checksum`].
 pub use crate::checksum::ChecksumAlgorithm;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Secret;
+use super::{CidrList, Secret};
 use crate::checksum::ChecksumAlgorithm;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -189,9 +189,9 @@ pub struct HookSettings {
     /// Most callback requests in flight at once, all hooks together.
     pub max_concurrent_requests: usize,
     /// Callback targets whose resolved address is in one of these CIDR blocks are refused.
-    pub deny_networks: Vec<String>,
+    pub deny_networks: CidrList,
     /// When non-empty, only targets in these CIDR blocks are allowed (checked after `denyNetworks`).
-    pub allow_networks: Vec<String>,
+    pub allow_networks: CidrList,
 }
 
 impl Default for HookSettings {
@@ -213,8 +213,8 @@ impl Default for HookSettings {
             max_hooks: 10000,
             max_callback_url_bytes: 2048,
             max_concurrent_requests: 256,
-            deny_networks: Vec::new(),
-            allow_networks: Vec::new(),
+            deny_networks: CidrList::default(),
+            allow_networks: CidrList::default(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Checks that need more than a type: each failure names the key and where its value came from.
 
-use super::{Cidr, ConfigError, LoadedConfig};
+use super::{ConfigError, LoadedConfig};
 
 const LOG_LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
@@ -66,14 +66,6 @@ pub(super) fn validate(config: &LoadedConfig) -> Result<(), ConfigError> {
     ] {
         if value == 0 {
             return Err(fail(key, "must be at least 1".into()));
-        }
-    }
-    for (key, list) in [
-        ("hooks.denyNetworks", &s.hooks.deny_networks),
-        ("hooks.allowNetworks", &s.hooks.allow_networks),
-    ] {
-        for item in list {
-            item.parse::<Cidr>().map_err(|e| fail(key, e))?;
         }
     }
     if !LOG_LEVELS.contains(&s.log.level.to_ascii_lowercase().as_str()) {
