@@ -520,7 +520,7 @@ xapi:
         assert_eq!(s.api.bind, "0.0.0.0");
         assert_eq!(s.api.port, 3010);
         assert_eq!(
-            s.hooks.permanent_urls[0].url,
+            s.hooks.permanent_urls[0].url.as_str(),
             "https://lms.example.com/hook"
         );
         assert_eq!(

@@ -10,6 +10,7 @@
 
 mod cidr;
 mod env;
+mod http_url;
 mod legacy;
 mod load;
 mod parse;
@@ -18,6 +19,7 @@ mod settings;
 mod validate;
 
 pub use cidr::{Cidr, CidrList};
+pub use http_url::HttpUrl;
 
 /// The algorithm settings' type, at home in [`crate::checksum`].
 pub use crate::checksum::ChecksumAlgorithm;

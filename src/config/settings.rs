@@ -1,8 +1,8 @@
 //! The typed settings and their built-in defaults (those of bbb-webhooks 3.x where it has one).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{CidrList, Secret};
+use super::{CidrList, HttpUrl, Secret};
 use crate::checksum::ChecksumAlgorithm;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -149,18 +149,43 @@ impl Default for ApiSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PermanentUrl {
-    pub url: String,
-    #[serde(default)]
+    pub url: HttpUrl,
     pub get_raw: bool,
+}
+
+/// How a `permanentURLs` entry is written.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WrittenPermanentUrl {
+    url: String,
+    #[serde(default)]
+    get_raw: bool,
+}
+
+/// `permanentURLs`: a bad URL fails the whole key, saying which entry.
+fn permanent_urls<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PermanentUrl>, D::Error> {
+    Vec::<WrittenPermanentUrl>::deserialize(d)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            Ok(PermanentUrl {
+                url: entry
+                    .url
+                    .parse()
+                    .map_err(|e| serde::de::Error::custom(format!("entry {i}: {e}")))?,
+                get_raw: entry.get_raw,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct HookSettings {
-    #[serde(rename = "permanentURLs")]
+    #[serde(rename = "permanentURLs", deserialize_with = "permanent_urls")]
     pub permanent_urls: Vec<PermanentUrl>,
     /// When non-empty, only these event ids are delivered (to every hook).
     pub include_events: Vec<String>,

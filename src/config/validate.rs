@@ -38,17 +38,6 @@ pub(super) fn validate(config: &LoadedConfig) -> Result<(), ConfigError> {
             "must list at least one of sha1, sha256, sha384, sha512".into(),
         ));
     }
-    for (i, hook) in s.hooks.permanent_urls.iter().enumerate() {
-        let key = "hooks.permanentURLs";
-        let ok = url::Url::parse(&hook.url)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
-        if !ok {
-            return Err(fail(
-                key,
-                format!("entry {i}: {:?} is not an absolute http(s) URL", hook.url),
-            ));
-        }
-    }
     for (key, value) in [
         ("hooks.multiEvent", s.hooks.multi_event as u64),
         ("hooks.queueSize", s.hooks.queue_size as u64),
