@@ -189,7 +189,7 @@ async fn run_core(ctx: Arc<ApiContext>, client: redis::Client, shutdown: Cancell
         return;
     };
 
-    let queue = DeliveryQueue::new(conn.clone(), keys.clone(), settings.hooks.queue_size);
+    let queue = DeliveryQueue::new(conn.clone(), keys.clone(), settings.hooks.queue_size.get());
     let pool = match DeliveryPool::start(
         settings.clone(),
         registry.clone(),

@@ -379,6 +379,7 @@ impl LoadedConfig {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     fn sources(
         files: &[&std::path::Path],
@@ -461,7 +462,10 @@ mod tests {
                 super::super::ChecksumAlgorithm::Sha512
             ]
         );
-        assert_eq!(s.hooks.retry_intervals, vec![10, 20]);
+        assert_eq!(
+            s.hooks.retry_intervals,
+            vec![Duration::from_millis(10), Duration::from_millis(20)]
+        );
     }
 
     #[test]
@@ -527,7 +531,7 @@ xapi:
             s.hooks.hook_checksum_algorithm,
             super::super::ChecksumAlgorithm::Sha256
         );
-        assert_eq!(s.hooks.request_timeout, 2500);
+        assert_eq!(s.hooks.request_timeout, Duration::from_millis(2500));
         assert_eq!(s.log.level, "warn");
         assert_eq!(loaded.source_of("api.port"), Source::File(file.clone()));
         assert!(
@@ -558,6 +562,66 @@ xapi:
         );
         let quiet = load(&sources(&[], &[("SHARED_SECRET", "s")], &[])).unwrap();
         assert!(quiet.warnings().is_empty(), "{:?}", quiet.warnings());
+    }
+
+    #[test]
+    fn values_become_their_meaning_or_fail_with_key_and_source() {
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("REQUEST_TIMEOUT", "2500"),
+            ("MULTI_EVENT", "4"),
+            ("PERMANENT_HOOKS", "https://LMS.example.com"),
+        ];
+        let s = load(&sources(&[], &env, &[])).unwrap().settings;
+        assert_eq!(s.hooks.request_timeout, Duration::from_millis(2500));
+        assert_eq!(s.hooks.multi_event.get(), 4);
+        assert_eq!(
+            s.hooks.permanent_urls[0].url.as_str(),
+            "https://LMS.example.com"
+        );
+        for (variable, value, key, message) in [
+            (
+                "REQUEST_TIMEOUT",
+                "0",
+                "hooks.requestTimeout",
+                "must be at least 1",
+            ),
+            ("QUEUE_SIZE", "0", "hooks.queueSize", "must be at least 1"),
+            (
+                "MAPPINGS_TIMEOUT",
+                "0",
+                "mappings.timeout",
+                "must be at least 1",
+            ),
+            (
+                "PERMANENT_HOOKS",
+                "https://a/x, ftp://b",
+                "hooks.permanentURLs",
+                r#"entry 1: "ftp://b" is not an absolute http(s) URL"#,
+            ),
+        ] {
+            let env = [("SHARED_SECRET", "s"), (variable, value)];
+            let err = load(&sources(&[], &env, &[])).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("invalid value for {key} (from env {variable}): {message}")
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yml");
+        std::fs::write(
+            &file,
+            "bbb:\n  sharedSecret: x\nhooks:\n  denyNetworks: [10.0.0.0/8, 10.0.0.0/33]\n",
+        )
+        .unwrap();
+        let err = load(&sources(&[&file], &[], &[])).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                r#"invalid value for hooks.denyNetworks (from file {}): "10.0.0.0/33" has an invalid prefix length"#,
+                file.display()
+            )
+        );
     }
 
     #[test]

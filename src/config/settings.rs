@@ -1,7 +1,18 @@
 //! The typed settings and their built-in defaults (those of bbb-webhooks 3.x where it has one).
+//!
+//! Every setting that has a meaning beyond its text is held as that meaning (durations as
+//! [`Duration`], address blocks as [`CidrList`], counts that must be at least one as
+//! [`NonZeroUsize`], URLs as [`HttpUrl`], algorithms as [`ChecksumAlgorithm`]), so a value is
+//! parsed once, at load, and a bad one fails there. Each still reads and writes the form
+//! bbb-webhooks 3.x uses ([`super::forms`]). This module does not assemble the layers
+//! ([`super::load`]) nor hold checks that need more than one value's type ([`super::validate`]).
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::forms::{at_least_one, millis_list, positive_millis};
 use super::{CidrList, HttpUrl, Secret};
 use crate::checksum::ChecksumAlgorithm;
 
@@ -193,16 +204,22 @@ pub struct HookSettings {
     pub exclude_events: Vec<String>,
     /// Hash of the callback `checksum` parameter.
     pub hook_checksum_algorithm: ChecksumAlgorithm,
-    /// Waits (ms) after the 1st, 2nd, … failed attempt.
-    pub retry_intervals: Vec<u64>,
-    /// Wait (ms) between attempts once `retryIntervals` is exhausted, for hooks that stay.
-    pub permanent_interval_reset: u64,
-    /// Bound (ms) of one attempt, connect included.
-    pub request_timeout: u64,
+    /// Waits (written in ms) after the 1st, 2nd, … failed attempt.
+    #[serde(with = "millis_list")]
+    pub retry_intervals: Vec<Duration>,
+    /// Wait (written in ms) between attempts once `retryIntervals` is exhausted, for hooks that
+    /// stay.
+    #[serde(with = "positive_millis")]
+    pub permanent_interval_reset: Duration,
+    /// Bound (written in ms) of one attempt, connect included.
+    #[serde(with = "positive_millis")]
+    pub request_timeout: Duration,
     /// Most events in one callback when a backlog exists.
-    pub multi_event: usize,
+    #[serde(with = "at_least_one")]
+    pub multi_event: NonZeroUsize,
     /// Most events waiting per hook; beyond it the oldest is dropped.
-    pub queue_size: usize,
+    #[serde(with = "at_least_one")]
+    pub queue_size: NonZeroUsize,
     /// Remove a non-permanent hook whose retries are exhausted (the reference does).
     pub remove_failed_hooks: bool,
     /// When set, every callback carries a Standard Webhooks `webhook-signature`.
@@ -212,7 +229,8 @@ pub struct HookSettings {
     /// Longest `callbackURL` accepted.
     pub max_callback_url_bytes: usize,
     /// Most callback requests in flight at once, all hooks together.
-    pub max_concurrent_requests: usize,
+    #[serde(with = "at_least_one")]
+    pub max_concurrent_requests: NonZeroUsize,
     /// Callback targets whose resolved address is in one of these CIDR blocks are refused.
     pub deny_networks: CidrList,
     /// When non-empty, only targets in these CIDR blocks are allowed (checked after `denyNetworks`).
@@ -226,18 +244,20 @@ impl Default for HookSettings {
             include_events: Vec::new(),
             exclude_events: Vec::new(),
             hook_checksum_algorithm: ChecksumAlgorithm::Sha1,
-            retry_intervals: vec![
+            retry_intervals: [
                 100, 500, 1000, 2000, 4000, 8000, 10000, 30000, 60000, 60000, 60000, 60000,
-            ],
-            permanent_interval_reset: 60000,
-            request_timeout: 5000,
-            multi_event: 1,
-            queue_size: 10000,
+            ]
+            .map(Duration::from_millis)
+            .to_vec(),
+            permanent_interval_reset: Duration::from_millis(60000),
+            request_timeout: Duration::from_millis(5000),
+            multi_event: NonZeroUsize::MIN,
+            queue_size: NonZeroUsize::new(10000).expect("not zero"),
             remove_failed_hooks: true,
             signing_secret: None,
             max_hooks: 10000,
             max_callback_url_bytes: 2048,
-            max_concurrent_requests: 256,
+            max_concurrent_requests: NonZeroUsize::new(256).expect("not zero"),
             deny_networks: CidrList::default(),
             allow_networks: CidrList::default(),
         }
@@ -247,17 +267,19 @@ impl Default for HookSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct MappingSettings {
-    /// How often (ms) expired meeting mappings are looked for.
-    pub cleanup_interval: u64,
-    /// Inactivity (ms) after which a meeting's mappings are forgotten.
-    pub timeout: u64,
+    /// How often (written in ms) expired meeting mappings are looked for.
+    #[serde(with = "positive_millis")]
+    pub cleanup_interval: Duration,
+    /// Inactivity (written in ms) after which a meeting's mappings are forgotten.
+    #[serde(with = "positive_millis")]
+    pub timeout: Duration,
 }
 
 impl Default for MappingSettings {
     fn default() -> Self {
         MappingSettings {
-            cleanup_interval: 10_000,
-            timeout: 604_800_000,
+            cleanup_interval: Duration::from_millis(10_000),
+            timeout: Duration::from_millis(604_800_000),
         }
     }
 }

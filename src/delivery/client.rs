@@ -101,7 +101,7 @@ pub struct CallbackClient {
 
 impl CallbackClient {
     pub fn new(settings: &Settings) -> Result<Self, reqwest::Error> {
-        let timeout = Duration::from_millis(settings.hooks.request_timeout);
+        let timeout = settings.hooks.request_timeout;
         let guard = Arc::new(NetworkGuard::new(
             settings.hooks.deny_networks.clone(),
             settings.hooks.allow_networks.clone(),
