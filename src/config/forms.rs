@@ -1,7 +1,7 @@
 //! How typed settings are written: durations as whole milliseconds, counts that must be at least
 //! one as plain numbers. Each module here is a `#[serde(with = …)]` adapter that reads and writes
 //! exactly the form bbb-webhooks 3.x uses, and turns a value that has no meaning into an error at
-//! load (reported against the setting's key and source by [`super::load`]).
+//! load (reported against the setting's key and source by [`super::load()`]).
 //!
 //! This module owns only those forms; the settings themselves and their defaults are in
 //! [`super::settings`], and checks that span several settings are in [`super::validate`].

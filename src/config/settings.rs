@@ -5,7 +5,7 @@
 //! [`NonZeroUsize`], URLs as [`HttpUrl`], algorithms as [`ChecksumAlgorithm`]), so a value is
 //! parsed once, at load, and a bad one fails there. Each still reads and writes the form
 //! bbb-webhooks 3.x uses ([`super::forms`]). This module does not assemble the layers
-//! ([`super::load`]) nor hold checks that need more than one value's type ([`super::validate`]).
+//! ([`mod@super::load`]) nor hold the checks no field type expresses ([`super::validate`]).
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
