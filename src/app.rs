@@ -153,17 +153,8 @@ pub async fn start_with_grace(
     config: LoadedConfig,
     grace: Duration,
 ) -> Result<RunningApp, AppError> {
-    for note in &config.notes {
-        tracing::warn!("{note}");
-    }
-    let filters = [
-        &config.settings.hooks.include_events,
-        &config.settings.hooks.exclude_events,
-    ];
-    for id in filters.into_iter().flatten() {
-        if !crate::mapping::catalog::is_known(id) {
-            tracing::warn!(event = %id, "includeEvents/excludeEvents names an event this version does not produce");
-        }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
     }
     let (api, prom) = (&config.settings.api, &config.settings.prometheus);
     let api_listen = Listen::new(
@@ -276,7 +267,7 @@ async fn run_core(
     let (queue, acknowledger) = DeliveryQueue::new(
         conn.clone(),
         keys.clone(),
-        settings.hooks.queue_size,
+        settings.hooks.queue_size.get(),
         metrics.clone(),
     );
     let pool = match DeliveryPool::new(

@@ -91,9 +91,7 @@ impl Enqueuer {
 
     /// Runs until the input side closes, then writes what it still has.
     pub async fn run(mut self, mut rx: UnboundedReceiver<RawMessage>) {
-        let mut housekeeping = tokio::time::interval(Duration::from_millis(
-            self.settings.mappings.cleanup_interval,
-        ));
+        let mut housekeeping = tokio::time::interval(self.settings.mappings.cleanup_interval);
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {

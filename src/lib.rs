@@ -9,7 +9,8 @@
 //!                              └ state:   meeting/user mappings            per hook)  retries)
 //!
 //!  at the side:  api (hooks/create|destroy|list|ping) ──► hooks (registry in memory + Redis)
-//!                config, metrics, health (what /ready says), keys (every Redis key name)
+//!                config, checksum, metrics, health (what /ready says), keys (every Redis key
+//!                name)
 //! ```
 //!
 //! * [`input`] subscribes to the channels and hands raw messages over without ever waiting on
@@ -22,6 +23,7 @@
 //! * [`delivery`] drains each hook's queue in order, one request in flight per hook.
 //! * [`hooks`] owns the registered callbacks; [`api`] is the BigBlueButton-style HTTP API on them.
 //! * [`app`] wires it together, supervises the tasks and owns start-up and shutdown order.
+//! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
 //!
 //! Imports follow the data: a stage imports the type it receives (`input::RawMessage`), the
 //! queue it writes to or reads from, and the side modules; never a later stage past the queue,
@@ -29,6 +31,7 @@
 
 pub mod api;
 pub mod app;
+pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -1,9 +1,12 @@
 //! The API checksum: `H(method + query without checksum + secret)`, as bbb-web and
 //! bbb-webhooks compute it, with the algorithm told by the checksum's length.
+//!
+//! This module owns reading a request's checksum (the parameter, the method, the query without
+//! it) and the comparison. The hashing itself is [`crate::checksum`]'s.
 
 use subtle::ConstantTimeEq;
 
-use crate::config::ChecksumAlgorithm;
+use crate::checksum::{ChecksumAlgorithm, api_checksum};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChecksumError {
@@ -60,7 +63,7 @@ pub fn verify(
         kept.join("&")
     };
     let method = path.get(api_path.len() + 1..).unwrap_or("");
-    let expected = algorithm.hex_digest(&[method.as_bytes(), query.as_bytes(), secret.as_bytes()]);
+    let expected = api_checksum(algorithm, method, &query, secret);
     if expected.as_bytes().ct_eq(given.as_bytes()).into() {
         Ok(())
     } else {
@@ -77,7 +80,7 @@ fn decoded(text: &str) -> String {
 
 /// The checksum a client sends for `hooks/<call>` with this query (without `checksum`).
 pub fn sign(call: &str, query: &str, secret: &str, algorithm: ChecksumAlgorithm) -> String {
-    algorithm.hex_digest(&[call.as_bytes(), query.as_bytes(), secret.as_bytes()])
+    api_checksum(algorithm, call, query, secret)
 }
 
 #[cfg(test)]

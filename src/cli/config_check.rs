@@ -11,7 +11,7 @@ pub fn print(config: &LoadedConfig, out: &mut dyn Write) -> std::io::Result<()> 
     for (key, value, source) in lines {
         writeln!(out, "{key:width$} = {value}  ({source})")?;
     }
-    for note in &config.notes {
+    for note in config.warnings() {
         writeln!(out, "note: {note}")?;
     }
     Ok(())

@@ -1,8 +1,14 @@
 //! CIDR blocks for the optional SSRF guard (`hooks.denyNetworks`, `hooks.allowNetworks`).
+//!
+//! This module owns parsing blocks and asking whether an address is in one, and the list form
+//! the configuration holds. It does not decide what a list means (deny or allow): the delivery
+//! client's guard does.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 /// An address block such as `10.0.0.0/8` or `::1/128`; a bare address is a block of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +75,45 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// A list of blocks as configured: each entry parsed once, at load, and written back as it was
+/// written (`" ::1"` stays `" ::1"`, not `"::1/128"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct CidrList {
+    blocks: Vec<Cidr>,
+    written: Vec<String>,
+}
+
+impl CidrList {
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// Whether any block of the list contains `addr`.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.blocks.iter().any(|c| c.contains(addr))
+    }
+}
+
+impl TryFrom<Vec<String>> for CidrList {
+    type Error = String;
+
+    /// Fails on the first entry that is not a block, saying which.
+    fn try_from(written: Vec<String>) -> Result<Self, Self::Error> {
+        let blocks = written
+            .iter()
+            .map(|item| item.parse())
+            .collect::<Result<_, _>>()?;
+        Ok(CidrList { blocks, written })
+    }
+}
+
+impl From<CidrList> for Vec<String> {
+    fn from(list: CidrList) -> Self {
+        list.written
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +131,19 @@ mod tests {
         assert!(one.contains("::1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nope".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn lists_read_once_and_write_back_as_written() {
+        let written = serde_json::json!(["10.0.0.0/8", " ::1"]);
+        let list: CidrList = serde_json::from_value(written.clone()).unwrap();
+        assert!(list.contains("10.2.3.4".parse().unwrap()));
+        assert!(list.contains("::1".parse().unwrap()));
+        assert!(!list.contains("11.0.0.1".parse().unwrap()));
+        assert_eq!(serde_json::to_value(&list).unwrap(), written);
+        let err = serde_json::from_value::<CidrList>(serde_json::json!(["10.0.0.0/8", "nope"]))
+            .unwrap_err();
+        assert_eq!(err.to_string(), r#""nope" is not an address or CIDR block"#);
+        assert!(CidrList::default().is_empty());
     }
 }

@@ -1,4 +1,9 @@
-//! Assembling [`Settings`] from its layers, remembering where each value came from.
+//! Assembling [`Settings`] from its layers, remembering where each value came from, and what is
+//! worth a warning about the result.
+//!
+//! This module owns the layering, the record of sources and the warnings. It does not know what a
+//! value means: reading a value into its type is [`super::settings`]' business, and the remaining
+//! checks are [`super::validate`]'s.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::settings::Settings;
 use super::{ConfigError, env, legacy, properties};
+use crate::mapping::catalog;
 
 /// Where a configuration value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +88,36 @@ impl ConfigSources {
 pub struct LoadedConfig {
     pub settings: Settings,
     pub sources: BTreeMap<String, Source>,
-    /// Things worth a warning: keys set aside, variables ignored.
+    /// What loading noticed: keys set aside, variables ignored. [`LoadedConfig::warnings`] has
+    /// these and the rest.
     pub notes: Vec<String>,
 }
 
 impl LoadedConfig {
     pub fn source_of(&self, key: &str) -> Source {
         self.sources.get(key).cloned().unwrap_or(Source::Default)
+    }
+
+    /// Everything worth a warning about this configuration, what `serve` logs and `config check`
+    /// prints: the notes taken while loading, then each event id in `hooks.includeEvents` or
+    /// `hooks.excludeEvents` that this version never produces.
+    pub fn warnings(&self) -> Vec<String> {
+        let hooks = &self.settings.hooks;
+        let filters = [
+            ("hooks.includeEvents", &hooks.include_events),
+            ("hooks.excludeEvents", &hooks.exclude_events),
+        ];
+        let unknown_events = filters.into_iter().flat_map(|(key, ids)| {
+            ids.iter()
+                .filter(|id| !catalog::is_known(id))
+                .map(move |id| {
+                    format!(
+                        "{key} (from {}) names {id:?}, an event this version does not produce",
+                        self.source_of(key)
+                    )
+                })
+        });
+        self.notes.iter().cloned().chain(unknown_events).collect()
     }
 
     /// Every effective leaf value (secrets redacted) with its source, in key order.
@@ -350,6 +379,7 @@ impl LoadedConfig {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     fn sources(
         files: &[&std::path::Path],
@@ -432,7 +462,10 @@ mod tests {
                 super::super::ChecksumAlgorithm::Sha512
             ]
         );
-        assert_eq!(s.hooks.retry_intervals, vec![10, 20]);
+        assert_eq!(
+            s.hooks.retry_intervals,
+            vec![Duration::from_millis(10), Duration::from_millis(20)]
+        );
     }
 
     #[test]
@@ -491,20 +524,103 @@ xapi:
         assert_eq!(s.api.bind, "0.0.0.0");
         assert_eq!(s.api.port, 3010);
         assert_eq!(
-            s.hooks.permanent_urls[0].url,
+            s.hooks.permanent_urls[0].url.as_str(),
             "https://lms.example.com/hook"
         );
         assert_eq!(
             s.hooks.hook_checksum_algorithm,
             super::super::ChecksumAlgorithm::Sha256
         );
-        assert_eq!(s.hooks.request_timeout, 2500);
+        assert_eq!(s.hooks.request_timeout, Duration::from_millis(2500));
         assert_eq!(s.log.level, "warn");
         assert_eq!(loaded.source_of("api.port"), Source::File(file.clone()));
         assert!(
             loaded.notes.iter().any(|n| n.contains("xapi")),
             "{:?}",
             loaded.notes
+        );
+    }
+
+    #[test]
+    fn warnings_name_unknown_event_ids_after_the_notes() {
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("INCLUDE_EVENTS", "user-joined,user-jumped"),
+            ("EXCLUDE_EVENTS", "meeting-exploded"),
+            ("ENABLE_WH_QUEUE", "true"),
+        ];
+        let loaded = load(&sources(&[], &env, &[])).unwrap();
+        assert_eq!(
+            loaded.warnings(),
+            vec![
+                "env ENABLE_WH_QUEUE is ignored: every hook always has a durable queue in this \
+                 implementation"
+                    .to_string(),
+                r#"hooks.includeEvents (from env INCLUDE_EVENTS) names "user-jumped", an event this version does not produce"#.to_string(),
+                r#"hooks.excludeEvents (from env EXCLUDE_EVENTS) names "meeting-exploded", an event this version does not produce"#.to_string(),
+            ]
+        );
+        let quiet = load(&sources(&[], &[("SHARED_SECRET", "s")], &[])).unwrap();
+        assert!(quiet.warnings().is_empty(), "{:?}", quiet.warnings());
+    }
+
+    #[test]
+    fn values_become_their_meaning_or_fail_with_key_and_source() {
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("REQUEST_TIMEOUT", "2500"),
+            ("MULTI_EVENT", "4"),
+            ("PERMANENT_HOOKS", "https://LMS.example.com"),
+        ];
+        let s = load(&sources(&[], &env, &[])).unwrap().settings;
+        assert_eq!(s.hooks.request_timeout, Duration::from_millis(2500));
+        assert_eq!(s.hooks.multi_event.get(), 4);
+        assert_eq!(
+            s.hooks.permanent_urls[0].url.as_str(),
+            "https://LMS.example.com"
+        );
+        for (variable, value, key, message) in [
+            (
+                "REQUEST_TIMEOUT",
+                "0",
+                "hooks.requestTimeout",
+                "must be at least 1",
+            ),
+            ("QUEUE_SIZE", "0", "hooks.queueSize", "must be at least 1"),
+            (
+                "MAPPINGS_TIMEOUT",
+                "0",
+                "mappings.timeout",
+                "must be at least 1",
+            ),
+            (
+                "PERMANENT_HOOKS",
+                "https://a/x, ftp://b",
+                "hooks.permanentURLs",
+                r#"entry 1: "ftp://b" is not an absolute http(s) URL"#,
+            ),
+        ] {
+            let env = [("SHARED_SECRET", "s"), (variable, value)];
+            let err = load(&sources(&[], &env, &[])).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("invalid value for {key} (from env {variable}): {message}")
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yml");
+        std::fs::write(
+            &file,
+            "bbb:\n  sharedSecret: x\nhooks:\n  denyNetworks: [10.0.0.0/8, 10.0.0.0/33]\n",
+        )
+        .unwrap();
+        let err = load(&sources(&[&file], &[], &[])).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                r#"invalid value for hooks.denyNetworks (from file {}): "10.0.0.0/33" has an invalid prefix length"#,
+                file.display()
+            )
         );
     }
 

@@ -1,7 +1,11 @@
 //! Configuration: built-in defaults → YAML files → environment → BigBlueButton's properties.
 //!
-//! This module owns the typed [`Settings`] and how they are assembled and validated. It does not
-//! act on them: every other module receives the part it needs.
+//! This module owns the typed [`Settings`] and how they are assembled and validated: every value
+//! is parsed into its meaning here, once, and every warning about the configuration is worked
+//! out here ([`LoadedConfig::warnings`]), so `serve` and `config check` say the same. It does not
+//! act on the settings: every other module receives the part it needs. It uses only modules at
+//! the side ([`crate::checksum`]) and the event catalogue ([`crate::mapping::catalog`], a table),
+//! nothing of the pipeline.
 //!
 //! Every layer is a JSON tree in our own layout (sections `bbb`, `redis`, `api`, `hooks`,
 //! `mappings`, `prometheus`, `log`); a bbb-webhooks 3.x file is first translated into that layout
@@ -10,6 +14,8 @@
 
 mod cidr;
 mod env;
+mod forms;
+mod http_url;
 mod legacy;
 mod load;
 mod parse;
@@ -17,7 +23,11 @@ mod properties;
 mod settings;
 mod validate;
 
-pub use cidr::Cidr;
+pub use cidr::{Cidr, CidrList};
+pub use http_url::HttpUrl;
+
+/// The algorithm settings' type, at home in [`crate::checksum`].
+pub use crate::checksum::ChecksumAlgorithm;
 
 pub use load::{ConfigSources, EnvLookup, LoadedConfig, Source, load};
 pub use parse::{parse_bool, parse_list};

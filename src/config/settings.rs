@@ -1,8 +1,20 @@
 //! The typed settings and their built-in defaults (those of bbb-webhooks 3.x where it has one).
+//!
+//! Every setting that has a meaning beyond its text is held as that meaning (durations as
+//! [`Duration`], address blocks as [`CidrList`], counts that must be at least one as
+//! [`NonZeroUsize`], URLs as [`HttpUrl`], algorithms as [`ChecksumAlgorithm`]), so a value is
+//! parsed once, at load, and a bad one fails there. Each still reads and writes the form
+//! bbb-webhooks 3.x uses ([`super::forms`]). This module does not assemble the layers
+//! ([`mod@super::load`]) nor hold the checks no field type expresses ([`super::validate`]).
 
-use serde::{Deserialize, Serialize};
+use std::num::NonZeroUsize;
+use std::time::Duration;
 
-use super::Secret;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::forms::{at_least_one, millis_list, positive_millis};
+use super::{CidrList, HttpUrl, Secret};
+use crate::checksum::ChecksumAlgorithm;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -127,82 +139,6 @@ impl Default for RedisKeySettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChecksumAlgorithm {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl ChecksumAlgorithm {
-    pub const ALL: [ChecksumAlgorithm; 4] = [
-        ChecksumAlgorithm::Sha1,
-        ChecksumAlgorithm::Sha256,
-        ChecksumAlgorithm::Sha384,
-        ChecksumAlgorithm::Sha512,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ChecksumAlgorithm::Sha1 => "sha1",
-            ChecksumAlgorithm::Sha256 => "sha256",
-            ChecksumAlgorithm::Sha384 => "sha384",
-            ChecksumAlgorithm::Sha512 => "sha512",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(name.trim()))
-    }
-
-    /// Length of the lowercase hex digest: how the API tells which algorithm a client used.
-    pub fn hex_len(self) -> usize {
-        match self {
-            ChecksumAlgorithm::Sha1 => 40,
-            ChecksumAlgorithm::Sha256 => 64,
-            ChecksumAlgorithm::Sha384 => 96,
-            ChecksumAlgorithm::Sha512 => 128,
-        }
-    }
-
-    pub fn from_hex_len(len: usize) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.hex_len() == len)
-    }
-
-    /// Lowercase hex digest of the concatenated parts.
-    pub fn hex_digest(self, parts: &[&[u8]]) -> String {
-        use sha2::Digest;
-        fn run<D: Digest>(parts: &[&[u8]]) -> String {
-            let mut h = D::new();
-            for p in parts {
-                h.update(p);
-            }
-            hex(&h.finalize())
-        }
-        match self {
-            ChecksumAlgorithm::Sha1 => run::<sha1::Sha1>(parts),
-            ChecksumAlgorithm::Sha256 => run::<sha2::Sha256>(parts),
-            ChecksumAlgorithm::Sha384 => run::<sha2::Sha384>(parts),
-            ChecksumAlgorithm::Sha512 => run::<sha2::Sha512>(parts),
-        }
-    }
-}
-
-/// Lowercase hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiSettings {
@@ -224,18 +160,43 @@ impl Default for ApiSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PermanentUrl {
-    pub url: String,
-    #[serde(default)]
+    pub url: HttpUrl,
     pub get_raw: bool,
+}
+
+/// How a `permanentURLs` entry is written.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WrittenPermanentUrl {
+    url: String,
+    #[serde(default)]
+    get_raw: bool,
+}
+
+/// `permanentURLs`: a bad URL fails the whole key, saying which entry.
+fn permanent_urls<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PermanentUrl>, D::Error> {
+    Vec::<WrittenPermanentUrl>::deserialize(d)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            Ok(PermanentUrl {
+                url: entry
+                    .url
+                    .parse()
+                    .map_err(|e| serde::de::Error::custom(format!("entry {i}: {e}")))?,
+                get_raw: entry.get_raw,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct HookSettings {
-    #[serde(rename = "permanentURLs")]
+    #[serde(rename = "permanentURLs", deserialize_with = "permanent_urls")]
     pub permanent_urls: Vec<PermanentUrl>,
     /// When non-empty, only these event ids are delivered (to every hook).
     pub include_events: Vec<String>,
@@ -243,16 +204,22 @@ pub struct HookSettings {
     pub exclude_events: Vec<String>,
     /// Hash of the callback `checksum` parameter.
     pub hook_checksum_algorithm: ChecksumAlgorithm,
-    /// Waits (ms) after the 1st, 2nd, … failed attempt.
-    pub retry_intervals: Vec<u64>,
-    /// Wait (ms) between attempts once `retryIntervals` is exhausted, for hooks that stay.
-    pub permanent_interval_reset: u64,
-    /// Bound (ms) of one attempt, connect included.
-    pub request_timeout: u64,
+    /// Waits (written in ms) after the 1st, 2nd, … failed attempt.
+    #[serde(with = "millis_list")]
+    pub retry_intervals: Vec<Duration>,
+    /// Wait (written in ms) between attempts once `retryIntervals` is exhausted, for hooks that
+    /// stay.
+    #[serde(with = "positive_millis")]
+    pub permanent_interval_reset: Duration,
+    /// Bound (written in ms) of one attempt, connect included.
+    #[serde(with = "positive_millis")]
+    pub request_timeout: Duration,
     /// Most events in one callback when a backlog exists.
-    pub multi_event: usize,
+    #[serde(with = "at_least_one")]
+    pub multi_event: NonZeroUsize,
     /// Most events waiting per hook; beyond it the oldest is dropped.
-    pub queue_size: usize,
+    #[serde(with = "at_least_one")]
+    pub queue_size: NonZeroUsize,
     /// Remove a non-permanent hook whose retries are exhausted (the reference does).
     pub remove_failed_hooks: bool,
     /// When set, every callback carries a Standard Webhooks `webhook-signature`.
@@ -262,11 +229,12 @@ pub struct HookSettings {
     /// Longest `callbackURL` accepted.
     pub max_callback_url_bytes: usize,
     /// Most callback requests in flight at once, all hooks together.
-    pub max_concurrent_requests: usize,
+    #[serde(with = "at_least_one")]
+    pub max_concurrent_requests: NonZeroUsize,
     /// Callback targets whose resolved address is in one of these CIDR blocks are refused.
-    pub deny_networks: Vec<String>,
+    pub deny_networks: CidrList,
     /// When non-empty, only targets in these CIDR blocks are allowed (checked after `denyNetworks`).
-    pub allow_networks: Vec<String>,
+    pub allow_networks: CidrList,
 }
 
 impl Default for HookSettings {
@@ -276,20 +244,22 @@ impl Default for HookSettings {
             include_events: Vec::new(),
             exclude_events: Vec::new(),
             hook_checksum_algorithm: ChecksumAlgorithm::Sha1,
-            retry_intervals: vec![
+            retry_intervals: [
                 100, 500, 1000, 2000, 4000, 8000, 10000, 30000, 60000, 60000, 60000, 60000,
-            ],
-            permanent_interval_reset: 60000,
-            request_timeout: 5000,
-            multi_event: 1,
-            queue_size: 10000,
+            ]
+            .map(Duration::from_millis)
+            .to_vec(),
+            permanent_interval_reset: Duration::from_millis(60000),
+            request_timeout: Duration::from_millis(5000),
+            multi_event: NonZeroUsize::MIN,
+            queue_size: NonZeroUsize::new(10000).expect("not zero"),
             remove_failed_hooks: true,
             signing_secret: None,
             max_hooks: 10000,
             max_callback_url_bytes: 2048,
-            max_concurrent_requests: 256,
-            deny_networks: Vec::new(),
-            allow_networks: Vec::new(),
+            max_concurrent_requests: NonZeroUsize::new(256).expect("not zero"),
+            deny_networks: CidrList::default(),
+            allow_networks: CidrList::default(),
         }
     }
 }
@@ -297,17 +267,19 @@ impl Default for HookSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct MappingSettings {
-    /// How often (ms) expired meeting mappings are looked for.
-    pub cleanup_interval: u64,
-    /// Inactivity (ms) after which a meeting's mappings are forgotten.
-    pub timeout: u64,
+    /// How often (written in ms) expired meeting mappings are looked for.
+    #[serde(with = "positive_millis")]
+    pub cleanup_interval: Duration,
+    /// Inactivity (written in ms) after which a meeting's mappings are forgotten.
+    #[serde(with = "positive_millis")]
+    pub timeout: Duration,
 }
 
 impl Default for MappingSettings {
     fn default() -> Self {
         MappingSettings {
-            cleanup_interval: 10_000,
-            timeout: 604_800_000,
+            cleanup_interval: Duration::from_millis(10_000),
+            timeout: Duration::from_millis(604_800_000),
         }
     }
 }

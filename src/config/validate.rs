@@ -1,6 +1,11 @@
 //! Checks that need more than a type: each failure names the key and where its value came from.
+//!
+//! Values that have a meaning of their own (durations, counts, address blocks, URLs, algorithms)
+//! are checked by becoming that type while the settings are read ([`super::settings`]); what is
+//! left here is what no field type says: a secret from somewhere, non-empty lists, names among a
+//! few.
 
-use super::{Cidr, ConfigError, LoadedConfig};
+use super::{ConfigError, LoadedConfig};
 
 const LOG_LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
@@ -37,44 +42,6 @@ pub(super) fn validate(config: &LoadedConfig) -> Result<(), ConfigError> {
             "api.supportedChecksumAlgorithms",
             "must list at least one of sha1, sha256, sha384, sha512".into(),
         ));
-    }
-    for (i, hook) in s.hooks.permanent_urls.iter().enumerate() {
-        let key = "hooks.permanentURLs";
-        let ok = url::Url::parse(&hook.url)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
-        if !ok {
-            return Err(fail(
-                key,
-                format!("entry {i}: {:?} is not an absolute http(s) URL", hook.url),
-            ));
-        }
-    }
-    for (key, value) in [
-        ("hooks.multiEvent", s.hooks.multi_event as u64),
-        ("hooks.queueSize", s.hooks.queue_size as u64),
-        ("hooks.requestTimeout", s.hooks.request_timeout),
-        (
-            "hooks.maxConcurrentRequests",
-            s.hooks.max_concurrent_requests as u64,
-        ),
-        (
-            "hooks.permanentIntervalReset",
-            s.hooks.permanent_interval_reset,
-        ),
-        ("mappings.cleanupInterval", s.mappings.cleanup_interval),
-        ("mappings.timeout", s.mappings.timeout),
-    ] {
-        if value == 0 {
-            return Err(fail(key, "must be at least 1".into()));
-        }
-    }
-    for (key, list) in [
-        ("hooks.denyNetworks", &s.hooks.deny_networks),
-        ("hooks.allowNetworks", &s.hooks.allow_networks),
-    ] {
-        for item in list {
-            item.parse::<Cidr>().map_err(|e| fail(key, e))?;
-        }
     }
     if !LOG_LEVELS.contains(&s.log.level.to_ascii_lowercase().as_str()) {
         return Err(fail(

@@ -1,6 +1,10 @@
 //! The one HTTP client every hook shares: keep-alive pools per host, a bound per attempt
 //! (connect included), redirects 307/308 followed with the same method and body (at most 5),
 //! anything else a failure, and the optional SSRF guard on resolved addresses.
+//!
+//! This module owns sending one attempt and classifying its outcome. It does not build the request
+//! ([`super::request`]), schedule retries ([`super::retry`]), nor parse the address blocks: the
+//! guard takes the lists the configuration parsed at load.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,7 +14,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect::Policy;
 
 use super::request::Callback;
-use crate::config::{Cidr, Settings};
+use crate::config::{CidrList, Settings};
 
 const MAX_REDIRECTS: usize = 5;
 
@@ -28,17 +32,13 @@ pub enum Outcome {
 /// Which addresses callbacks may reach.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkGuard {
-    deny: Vec<Cidr>,
-    allow: Vec<Cidr>,
+    deny: CidrList,
+    allow: CidrList,
 }
 
 impl NetworkGuard {
-    pub fn new(deny: &[String], allow: &[String]) -> Self {
-        let parse = |list: &[String]| list.iter().filter_map(|c| c.parse().ok()).collect();
-        NetworkGuard {
-            deny: parse(deny),
-            allow: parse(allow),
-        }
+    pub fn new(deny: CidrList, allow: CidrList) -> Self {
+        NetworkGuard { deny, allow }
     }
 
     pub fn is_active(&self) -> bool {
@@ -55,10 +55,10 @@ impl NetworkGuard {
     }
 
     pub fn permits(&self, ip: IpAddr) -> bool {
-        if self.deny.iter().any(|c| c.contains(ip)) {
+        if self.deny.contains(ip) {
             return false;
         }
-        self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
+        self.allow.is_empty() || self.allow.contains(ip)
     }
 }
 
@@ -101,10 +101,10 @@ pub struct CallbackClient {
 
 impl CallbackClient {
     pub fn new(settings: &Settings) -> Result<Self, reqwest::Error> {
-        let timeout = Duration::from_millis(settings.hooks.request_timeout);
+        let timeout = settings.hooks.request_timeout;
         let guard = Arc::new(NetworkGuard::new(
-            &settings.hooks.deny_networks,
-            &settings.hooks.allow_networks,
+            settings.hooks.deny_networks.clone(),
+            settings.hooks.allow_networks.clone(),
         ));
         let policy_guard = guard.clone();
         let policy = Policy::custom(move |attempt| {
@@ -238,12 +238,16 @@ mod tests {
         );
     }
 
+    fn blocks(items: &[&str]) -> CidrList {
+        CidrList::try_from(items.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
     #[test]
     fn guard_denies_then_allows() {
-        let g = NetworkGuard::new(&["10.0.0.0/8".into()], &[]);
+        let g = NetworkGuard::new(blocks(&["10.0.0.0/8"]), CidrList::default());
         assert!(!g.permits("10.1.1.1".parse().unwrap()));
         assert!(g.permits("8.8.8.8".parse().unwrap()));
-        let only = NetworkGuard::new(&[], &["192.168.0.0/16".into()]);
+        let only = NetworkGuard::new(CidrList::default(), blocks(&["192.168.0.0/16"]));
         assert!(only.permits("192.168.3.4".parse().unwrap()));
         assert!(!only.permits("127.0.0.1".parse().unwrap()));
         assert!(!NetworkGuard::default().is_active());

@@ -10,7 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 
-use crate::config::{ChecksumAlgorithm, Settings};
+use crate::checksum::{ChecksumAlgorithm, callback_checksum};
+use crate::config::Settings;
 
 /// What signing a callback needs; built once from the settings.
 #[derive(Clone)]
@@ -92,11 +93,7 @@ impl Signer {
             headers.push(("authorization", format!("Bearer {}", self.secret)));
             callback_url.to_string()
         } else {
-            let checksum = self.algorithm.hex_digest(&[
-                callback_url.as_bytes(),
-                body.as_bytes(),
-                self.secret.as_bytes(),
-            ]);
+            let checksum = callback_checksum(self.algorithm, callback_url, &body, &self.secret);
             with_checksum(callback_url, &checksum)
         };
         Callback { url, body, headers }

@@ -8,8 +8,8 @@ use crate::config::HookSettings;
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    intervals: Vec<u64>,
-    reset: u64,
+    intervals: Vec<Duration>,
+    reset: Duration,
     remove_failed: bool,
 }
 
@@ -31,10 +31,8 @@ impl RetryPolicy {
     /// What to do after `failures` failed attempts (1 after the first).
     pub fn after_failure(&self, failures: u32, permanent: bool) -> Next {
         match self.intervals.get(failures.saturating_sub(1) as usize) {
-            Some(ms) => Next::RetryAfter(Duration::from_millis(*ms)),
-            None if permanent || !self.remove_failed => {
-                Next::RetryAfter(Duration::from_millis(self.reset))
-            }
+            Some(wait) => Next::RetryAfter(*wait),
+            None if permanent || !self.remove_failed => Next::RetryAfter(self.reset),
             None => Next::GiveUp,
         }
     }
@@ -46,8 +44,8 @@ mod tests {
 
     fn policy(remove_failed: bool) -> RetryPolicy {
         RetryPolicy {
-            intervals: vec![100, 500],
-            reset: 60_000,
+            intervals: vec![Duration::from_millis(100), Duration::from_millis(500)],
+            reset: Duration::from_millis(60_000),
             remove_failed,
         }
     }

@@ -153,7 +153,9 @@ impl HookRegistry {
         }
         let mut hooks: Vec<Hook> = stored;
         for hook in hooks.iter_mut() {
-            let configured = permanent_urls.iter().find(|p| p.url == hook.callback_url);
+            let configured = permanent_urls
+                .iter()
+                .find(|p| p.url.as_str() == hook.callback_url);
             let wanted = (
                 configured.is_some(),
                 configured.map_or(hook.get_raw, |p| p.get_raw),
@@ -167,12 +169,12 @@ impl HookRegistry {
             }
         }
         for p in &permanent_urls {
-            if hooks.iter().any(|h| h.callback_url == p.url) {
+            if hooks.iter().any(|h| h.callback_url == p.url.as_str()) {
                 continue;
             }
             let hook = Hook {
-                id: permanent_id(&p.url),
-                callback_url: p.url.clone(),
+                id: permanent_id(p.url.as_str()),
+                callback_url: p.url.to_string(),
                 meeting_id: None,
                 event_ids: None,
                 permanent: true,
@@ -218,7 +220,7 @@ impl HookRegistry {
         let permanent = self
             .permanent_urls
             .iter()
-            .find(|p| p.url == new.callback_url);
+            .find(|p| p.url.as_str() == new.callback_url);
         let hook = Hook {
             id: match permanent {
                 Some(_) => permanent_id(&new.callback_url),

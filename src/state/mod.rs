@@ -256,8 +256,9 @@ impl State {
         Some(meeting)
     }
 
-    /// Forgets meetings inactive for longer than `timeout_ms`; returns how many.
-    pub fn expire(&mut self, now: u64, timeout_ms: u64) -> usize {
+    /// Forgets meetings inactive for longer than `timeout`; returns how many.
+    pub fn expire(&mut self, now: u64, timeout: std::time::Duration) -> usize {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let expired: Vec<String> = self
             .meetings
             .iter()
@@ -353,7 +354,10 @@ mod tests {
         assert_eq!(s.activity_to_store(60_000), vec![]);
         s.touch("new", 70_000);
         assert_eq!(s.activity_to_store(60_000).len(), 1);
-        assert_eq!(s.expire(80_000, 30_000), 1);
+        assert_eq!(
+            s.expire(80_000, std::time::Duration::from_millis(30_000)),
+            1
+        );
         assert!(s.meeting("old").is_none() && s.meeting("new").is_some());
         assert!(matches!(s.take_journal()[0], Change::MeetingRemoved { .. }));
     }
