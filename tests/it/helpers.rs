@@ -460,7 +460,7 @@ where
     }
 }
 
-/// Lines of a fixture file (`tests/fixtures/…` or `../shared/fixtures/…`).
+/// Lines of a fixture file (`tests/fixtures/…`).
 pub fn fixture_lines(path: &str) -> Vec<String> {
     let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     std::fs::read_to_string(&full)
