@@ -8,8 +8,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const WAIT: Duration = Duration::from_secs(10);
-
 fn chat_text(event: &Value) -> String {
     event["data"]["attributes"]["chat-message"]["message"]
         .as_str()

@@ -19,6 +19,8 @@ use tokio::sync::Notify;
 
 pub const SECRET: &str = "testsecret";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// How long a test waits for something that should happen (generous: the machine may be loaded).
+pub const WAIT: Duration = Duration::from_secs(15);
 
 /// One test's private corner of Redis: every key and channel carries `prefix`.
 #[derive(Clone, Debug)]
@@ -532,6 +534,7 @@ pub fn ids(events: &[Value]) -> Vec<String> {
 
 // --- The real binary -------------------------------------------------------------------------
 
+/// A port nobody listens on right now (for the real binary and private Redis servers).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

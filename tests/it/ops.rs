@@ -7,8 +7,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-const WAIT: Duration = Duration::from_secs(10);
-
 #[tokio::test]
 async fn metrics_have_the_reference_names_and_move_with_traffic() {
     let env = Env::new("ops-metrics")
@@ -82,14 +80,6 @@ async fn metrics_have_the_reference_names_and_move_with_traffic() {
     assert_eq!(r.status(), 404);
     app.stop().await;
     env.cleanup().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs the binary with debug logs through a create, deliveries and a failing hook; returns

@@ -8,8 +8,6 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::private_redis::PrivateRedis;
 
-const WAIT: Duration = Duration::from_secs(15);
-
 fn texts(events: &[Value]) -> Vec<String> {
     events
         .iter()
