@@ -77,7 +77,6 @@ async fn the_form_body_and_checksum_a_receiver_verifies() {
         joined["data"]["attributes"]["event"]["ts"]
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -112,8 +111,6 @@ async fn bearer_mode_and_sha256_callbacks() {
     );
     assert!(got[0].header("authorization").is_none());
     app.stop().await;
-    env.cleanup().await;
-    env2.cleanup().await;
 }
 
 #[tokio::test]
@@ -163,7 +160,6 @@ async fn order_is_kept_while_the_receiver_fails_and_retries_are_identical() {
     );
     assert!(m.contains("reason=\"503\""), "{m}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -196,7 +192,6 @@ async fn a_hanging_receiver_does_not_delay_another_hook() {
         "the slow hook has one request in flight"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -246,7 +241,6 @@ async fn failing_receivers_remove_normal_hooks_but_not_permanent_ones() {
         "{m}"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -260,7 +254,6 @@ async fn remove_failed_hooks_false_keeps_retrying() {
     let (_, list) = app.api("list", "").await;
     assert_eq!(hook_ids(&list), vec![id]);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -285,7 +278,6 @@ async fn redirects_307_are_followed_and_302_fail() {
     rx.wait_for("/r302", 3, WAIT).await;
     assert!(rx.received_on("/final302").is_empty());
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -306,7 +298,6 @@ async fn gone_removes_the_hook_at_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.received_on("/g").len(), 1, "one request, then nothing");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -359,7 +350,6 @@ async fn routing_by_scope_filter_and_raw() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.received_on("/raw").len(), 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -396,7 +386,6 @@ async fn a_backlog_travels_in_batches_with_multi_event() {
     let texts: Vec<String> = rx.events_on("/m").iter().map(chat_text).collect();
     assert_eq!(texts, (0..9).map(|i| format!("m{i}")).collect::<Vec<_>>());
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -417,7 +406,6 @@ async fn standard_webhooks_signature_when_configured() {
     );
     assert!(ok);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -458,7 +446,6 @@ async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
     let dropped = format!("bbb_webhooks_queue_dropped_total{{hook=\"{id}\"}}");
     assert!(m.contains(&dropped), "{m}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -485,5 +472,4 @@ async fn the_network_guard_refuses_denied_targets() {
         "nothing reached the denied address"
     );
     app.stop().await;
-    env.cleanup().await;
 }

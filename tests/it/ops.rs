@@ -79,7 +79,6 @@ async fn metrics_have_the_reference_names_and_move_with_traffic() {
     let r = reqwest::get(format!("http://{addr}/other")).await.unwrap();
     assert_eq!(r.status(), 404);
     app.stop().await;
-    env.cleanup().await;
 }
 
 /// Runs the binary with debug logs through a create, deliveries and a failing hook; returns
@@ -171,7 +170,6 @@ async fn no_log_line_carries_the_secret_or_a_checksum() {
         for c in &checksums {
             assert!(!logs.contains(c.as_str()), "a checksum leaked: {c}");
         }
-        env.cleanup().await;
     }
 }
 
@@ -222,5 +220,4 @@ async fn sigterm_stops_intake_and_leaves_the_rest_queued() {
     .await;
     assert!(all, "the next start delivers the rest");
     service.stop();
-    env.cleanup().await;
 }

@@ -41,7 +41,6 @@ async fn messages_on_every_channel_are_mapped_in_order() {
     let want: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
     assert_eq!(texts(&rx.events_on("/all")), want);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -76,14 +75,12 @@ async fn bad_messages_are_counted_and_skipped() {
     assert!(m.contains("bbb_webhooks_messages_received_total 5"), "{m}");
     assert!(m.contains("bbb_webhooks_event_process_failures 3"), "{m}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_subscriber_comes_back_after_its_connection_is_killed() {
     let redis = PrivateRedis::start();
-    let mut env = Env::new("pl-kill");
-    env.redis_url = redis.url();
+    let env = Env::on("pl-kill", &redis.url());
     let rx = Receiver::start().await;
     let app = env.start().await;
     app.create_hook(&rx.url("/k"), "").await;
@@ -178,7 +175,6 @@ async fn meeting_and_user_mappings_survive_a_restart() {
     let meetings: usize = conn.scard(env.key("proc:mappings")).await.unwrap();
     assert_eq!((left, meetings), (0, 0));
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -216,14 +212,12 @@ async fn mappings_are_stored_in_the_reference_layout() {
     let record: Value = serde_json::from_str(&user["user"]).unwrap();
     assert_eq!(record["external-user-id"], "user-l");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn redis_connections_killed_mid_stream_lose_nothing_queued() {
     let redis = PrivateRedis::start();
-    let mut env = Env::new("pl-redis-kill");
-    env.redis_url = redis.url();
+    let env = Env::on("pl-redis-kill", &redis.url());
     let rx = Receiver::with(|_, _| Reply::ok().delayed(Duration::from_millis(3))).await;
     let app = env.start().await;
     app.create_hook(&rx.url("/q"), "").await;
