@@ -1,12 +1,38 @@
 //! End to end: messages published on Redis → the service → real HTTP receivers on loopback.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bbb_webhooks::config::ChecksumAlgorithm;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::helpers::*;
+
+/// Waits until the newest entry of the hook's queue is the chat message `text` (messages go in
+/// in order: everything before it went in too).
+async fn queued_up_to(env: &Env, hook: &str, text: &str) -> bool {
+    let queue = env.key(&format!("rs:queue:{hook}"));
+    eventually(WAIT, || async {
+        let mut c = env.redis().await;
+        let newest: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(&queue)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        newest
+            .first()
+            .and_then(|(_, f)| f.get("p"))
+            .is_some_and(|p| serde_json::from_str::<Value>(p).is_ok_and(|e| chat_text(&e) == text))
+    })
+    .await
+}
 
 fn chat_text(event: &Value) -> String {
     event["data"]["attributes"]["chat-message"]["message"]
@@ -354,23 +380,34 @@ async fn routing_by_scope_filter_and_raw() {
 
 #[tokio::test]
 async fn a_backlog_travels_in_batches_with_multi_event() {
-    let rx = Receiver::with(|_, n| {
-        if n == 0 {
-            Reply::ok().delayed(Duration::from_millis(500))
-        } else {
-            Reply::ok()
+    // The receiver holds the first request until the test opens the gate.
+    let gate = Arc::new(Notify::new());
+    let rx = Receiver::with({
+        let gate = gate.clone();
+        move |_, n| {
+            if n == 0 {
+                Reply::ok().held(&gate)
+            } else {
+                Reply::ok()
+            }
         }
     })
     .await;
-    let env = Env::new("dl-multi").with("hooks.multiEvent", json!(4));
+    // The held request must not time out (and be retried) while the test fills the queue.
+    let env = Env::new("dl-multi")
+        .with("hooks.multiEvent", json!(4))
+        .with("hooks.requestTimeout", json!(WAIT.as_millis() as u64));
     let app = env.start().await;
-    app.create_hook(&rx.url("/m"), "").await;
+    let id = app.create_hook(&rx.url("/m"), "").await;
     let messages: Vec<String> = (0..9)
         .map(|i| chat("int-m", "w_1", &format!("m{i}")))
         .collect();
     env.publish(&messages[..1]).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first event travels alone; the rest piles up behind it.
+    rx.wait_for("/m", 1, WAIT).await;
     env.publish(&messages[1..]).await;
+    assert!(queued_up_to(&env, &id, "m8").await, "the backlog is queued");
+    gate.notify_one();
     let delivered = eventually(WAIT, || async { rx.events_on("/m").len() >= 9 }).await;
     assert!(delivered);
     let sizes: Vec<usize> = rx
@@ -410,16 +447,22 @@ async fn standard_webhooks_signature_when_configured() {
 
 #[tokio::test]
 async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
-    // The receiver holds the first request for a while: everything else piles up in the queue.
-    let rx = Receiver::with(|_, n| {
-        if n == 0 {
-            Reply::ok().delayed(Duration::from_millis(800))
-        } else {
-            Reply::ok()
+    // The receiver holds the first request: everything else piles up in the queue.
+    let gate = Arc::new(Notify::new());
+    let rx = Receiver::with({
+        let gate = gate.clone();
+        move |_, n| {
+            if n == 0 {
+                Reply::ok().held(&gate)
+            } else {
+                Reply::ok()
+            }
         }
     })
     .await;
-    let env = Env::new("dl-full").with("hooks.queueSize", json!(5));
+    let env = Env::new("dl-full")
+        .with("hooks.queueSize", json!(5))
+        .with("hooks.requestTimeout", json!(WAIT.as_millis() as u64));
     let app = env.start().await;
     let id = app.create_hook(&rx.url("/full"), "").await;
     env.publish(&[chat("int-f", "w_1", "m00")]).await;
@@ -428,12 +471,13 @@ async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
         .map(|i| chat("int-f", "w_1", &format!("m{i:02}")))
         .collect();
     env.publish(&messages).await;
+    assert!(queued_up_to(&env, &id, "m20").await, "all of them went in");
+    gate.notify_one();
     let delivered = eventually(WAIT, || async {
         rx.events_on("/full").iter().any(|e| chat_text(e) == "m20")
     })
     .await;
     assert!(delivered);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let texts: Vec<String> = rx.events_on("/full").iter().map(chat_text).collect();
     // The newest five survive, in order; what the worker had already read may come too.
     assert_eq!(texts.first().map(String::as_str), Some("m00"));

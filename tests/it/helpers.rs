@@ -314,6 +314,8 @@ pub struct Reply {
     pub status: u16,
     pub delay: Duration,
     pub location: Option<String>,
+    /// When set, the answer waits until the test opens this gate (`gate.notify_one()`).
+    pub gate: Option<Arc<Notify>>,
 }
 
 impl Reply {
@@ -325,10 +327,16 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             location: None,
+            gate: None,
         }
     }
     pub fn delayed(mut self, d: Duration) -> Reply {
         self.delay = d;
+        self
+    }
+    /// Holds the answer (the request is in flight) until the test calls `gate.notify_one()`.
+    pub fn held(mut self, gate: &Arc<Notify>) -> Reply {
+        self.gate = Some(gate.clone());
         self
     }
     pub fn redirect(status: u16, location: &str) -> Reply {
@@ -336,6 +344,7 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             location: Some(location.to_string()),
+            gate: None,
         }
     }
 }
@@ -466,6 +475,9 @@ async fn record(
     let reply = (state.behavior)(&path, n);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
+    }
+    if let Some(gate) = &reply.gate {
+        gate.notified().await;
     }
     let status = StatusCode::from_u16(reply.status).unwrap();
     match reply.location {
