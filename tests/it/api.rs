@@ -504,15 +504,11 @@ async fn redis_down_gives_error_answers_and_no_half_hooks() {
 
     // Redis back (empty: no persistence): creates work again and are stored.
     redis.restart();
-    let mut ok = false;
-    for _ in 0..50 {
+    let ok = eventually(WAIT, || async {
         let (_, body) = app.api("create", "callbackURL=http%3A%2F%2Fh%2Fnew").await;
-        if body.contains("SUCCESS") {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        body.contains("SUCCESS")
+    })
+    .await;
     assert!(ok, "create works once Redis is back");
     let mut conn = env.redis().await;
     let n: usize = conn.scard(env.hooks_set()).await.unwrap();

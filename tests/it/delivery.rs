@@ -247,6 +247,7 @@ async fn failing_receivers_remove_normal_hooks_but_not_permanent_ones() {
     })
     .await;
     assert!(queue_gone, "and its queue deleted");
+    // Deliberate: nothing may arrive during a window longer than the last retry interval.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         rx.received_on("/normal").len(),
@@ -321,6 +322,7 @@ async fn gone_removes_the_hook_at_once() {
     })
     .await;
     assert!(gone);
+    // Deliberate: the second event must not be sent during a window longer than a retry interval.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.received_on("/g").len(), 1, "one request, then nothing");
     app.stop().await;
@@ -353,8 +355,12 @@ async fn routing_by_scope_filter_and_raw() {
         meeting_created("int-2", "ext-2"),
     ])
     .await;
+    // Each hook has its own worker: wait for every one of them.
     rx.wait_for("/global", 3, WAIT).await;
+    rx.wait_for("/m1a", 2, WAIT).await;
+    rx.wait_for("/m1b", 2, WAIT).await;
     rx.wait_for("/m2", 1, WAIT).await;
+    rx.wait_for("/joins", 1, WAIT).await;
     assert_eq!(
         ids(&rx.events_on("/global")),
         ["meeting-created", "user-joined", "meeting-created"]
@@ -373,6 +379,7 @@ async fn routing_by_scope_filter_and_raw() {
     // Raw hooks get the message exactly as published, filtered by the mapped id.
     let raw = rx.wait_for("/raw", 1, WAIT).await;
     assert_eq!(raw[0].field("event").unwrap(), format!("[{joined}]"));
+    // Deliberate: no other message may reach the raw hook during a short window.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.received_on("/raw").len(), 1);
     app.stop().await;

@@ -243,6 +243,7 @@ async fn redis_connections_killed_mid_stream_lose_nothing_queued() {
             .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
             .query_async(&mut c)
             .await;
+        // Deliberate: spreads the kills over the delivery (no condition to wait for).
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = eventually(Duration::from_secs(30), || async {
@@ -296,6 +297,7 @@ async fn the_subscription_check_loses_nothing() {
     let mut conn = env.redis().await;
     for i in 0..300 {
         let _: i64 = conn.publish(&env.channel, format!("m{i}")).await.unwrap();
+        // Deliberate: spreads the messages over many PINGs (one every 20 ms).
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let mut got = Vec::new();
