@@ -1,4 +1,4 @@
-//! Mapper throughput on a realistic mix: the BigBlueButton 3.0 meeting of the shared fixtures
+//! Mapper throughput on a realistic mix: the BigBlueButton 3.0 meeting of the test fixtures
 //! (create, joins, presenter, audio, camera, screen share, chat, reactions, raised hands, poll,
 //! leaves, end), mapped from a fresh state each time, plus the baseline's load mix (a new user
 //! joining and a public chat message, alternately, in a running meeting).
@@ -14,10 +14,10 @@ use serde_json::json;
 fn meeting_fixture() -> Vec<Vec<u8>> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/bbb-3.0-meeting/input.jsonl"
+        "/tests/fixtures/bbb-3.0-meeting/input.jsonl"
     );
     std::fs::read_to_string(path)
-        .expect("the shared fixtures are next to the project")
+        .expect("the fixture is in the repository")
         .lines()
         .map(|l| l.as_bytes().to_vec())
         .collect()

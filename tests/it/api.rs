@@ -100,7 +100,6 @@ async fn every_answer_of_the_reference_byte_for_byte() {
     .unwrap();
     assert_eq!(r.headers()["content-type"], "text/xml; charset=utf-8");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -129,7 +128,6 @@ async fn all_four_checksum_algorithms_and_their_refusals() {
         assert_eq!(body == CHECKSUM_ERROR, !ok, "{query}: {body}");
     }
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -141,7 +139,6 @@ async fn supported_algorithms_are_enforced() {
     let (_, body) = app.api_with("list", "", ChecksumAlgorithm::Sha256).await;
     assert!(body.contains("SUCCESS"));
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -182,7 +179,6 @@ async fn checksum_covers_the_raw_query_with_percent_encoding_and_plus() {
         .await;
     assert!(list.contains("SUCCESS"), "{list}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -222,7 +218,6 @@ async fn callback_urls_are_validated_and_escaped() {
         .await;
     assert!(body.contains("invalidCallbackURL"), "{body}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -258,7 +253,6 @@ async fn get_raw_is_lenient_and_checked() {
         "{body}"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -280,7 +274,6 @@ async fn list_by_meeting_shows_globals_and_every_scoped_hook() {
     assert_eq!(hook_ids(&body), vec![g, s1, s2, other]);
     assert!(body.contains("<meetingID><![CDATA[m2]]></meetingID>"));
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -304,7 +297,6 @@ async fn permanent_hooks_cannot_be_destroyed() {
     let (_, body) = app.api("list", "").await;
     assert_eq!(hook_ids(&body), vec![id]);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -325,7 +317,6 @@ async fn a_restart_keeps_every_hook_as_it_was() {
     assert_eq!(before, after);
     assert!(after.contains("<meetingID><![CDATA[room 1]]></meetingID><eventID>user-joined,user-left</eventID><permanentHook>false</permanentHook><rawData>true</rawData>"), "{after}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -387,7 +378,6 @@ async fn hooks_written_by_the_reference_are_loaded_faithfully() {
     let exists: bool = conn.exists(env.hook_key("7")).await.unwrap();
     assert!(!exists);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -409,7 +399,6 @@ async fn what_create_writes_is_what_the_reference_writes() {
     let member: bool = conn.sismember(env.hooks_set(), &id).await.unwrap();
     assert!(member);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -470,7 +459,6 @@ async fn bad_requests_get_xml_and_change_nothing() {
     let (_, list) = app.api("list", "").await;
     assert!(list.contains("<![CDATA[http://h/%zz]]>"), "{list}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -487,14 +475,12 @@ async fn health_and_readiness() {
         "{body}"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn redis_down_gives_error_answers_and_no_half_hooks() {
     let redis = PrivateRedis::start();
-    let mut env = Env::new("api-redis-down");
-    env.redis_url = redis.url();
+    let env = Env::on("api-redis-down", &redis.url());
     let app = env.start().await;
     let kept = app.create_hook("http://h/kept", "").await;
 
@@ -518,15 +504,11 @@ async fn redis_down_gives_error_answers_and_no_half_hooks() {
 
     // Redis back (empty: no persistence): creates work again and are stored.
     redis.restart();
-    let mut ok = false;
-    for _ in 0..50 {
+    let ok = eventually(WAIT, || async {
         let (_, body) = app.api("create", "callbackURL=http%3A%2F%2Fh%2Fnew").await;
-        if body.contains("SUCCESS") {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        body.contains("SUCCESS")
+    })
+    .await;
     assert!(ok, "create works once Redis is back");
     let mut conn = env.redis().await;
     let n: usize = conn.scard(env.hooks_set()).await.unwrap();
@@ -537,8 +519,7 @@ async fn redis_down_gives_error_answers_and_no_half_hooks() {
 #[tokio::test]
 async fn hooks_calls_before_redis_answers_get_their_error_xml() {
     let redis = PrivateRedis::start();
-    let mut env = Env::new("api-not-ready");
-    env.redis_url = redis.url();
+    let env = Env::on("api-not-ready", &redis.url());
     redis.stop();
     let app = bbb_webhooks::app::start(env.config()).await.unwrap();
     let base = format!("http://{}", app.api_addr);
@@ -580,5 +561,4 @@ async fn the_number_of_hooks_is_bounded() {
         "a duplicate is still a duplicate: {body}"
     );
     app.stop().await;
-    env.cleanup().await;
 }

@@ -246,7 +246,6 @@ async fn the_hooks_admin_talks_to_a_running_service() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("destroyMissingHook"), "{}", text(&o).1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[test]

@@ -99,5 +99,4 @@ async fn kill_9_with_a_backlog_loses_nothing_and_keeps_order() {
         "duplicates are bounded by what was in flight: {duplicates}"
     );
     service.stop();
-    env.cleanup().await;
 }

@@ -1,14 +1,38 @@
 //! End to end: messages published on Redis → the service → real HTTP receivers on loopback.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bbb_webhooks::config::ChecksumAlgorithm;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::helpers::*;
 
-const WAIT: Duration = Duration::from_secs(10);
+/// Waits until the newest entry of the hook's queue is the chat message `text` (messages go in
+/// in order: everything before it went in too).
+async fn queued_up_to(env: &Env, hook: &str, text: &str) -> bool {
+    let queue = env.key(&format!("rs:queue:{hook}"));
+    eventually(WAIT, || async {
+        let mut c = env.redis().await;
+        let newest: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(&queue)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        newest
+            .first()
+            .and_then(|(_, f)| f.get("p"))
+            .is_some_and(|p| serde_json::from_str::<Value>(p).is_ok_and(|e| chat_text(&e) == text))
+    })
+    .await
+}
 
 fn chat_text(event: &Value) -> String {
     event["data"]["attributes"]["chat-message"]["message"]
@@ -79,7 +103,6 @@ async fn the_form_body_and_checksum_a_receiver_verifies() {
         joined["data"]["attributes"]["event"]["ts"]
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -114,8 +137,6 @@ async fn bearer_mode_and_sha256_callbacks() {
     );
     assert!(got[0].header("authorization").is_none());
     app.stop().await;
-    env.cleanup().await;
-    env2.cleanup().await;
 }
 
 #[tokio::test]
@@ -165,7 +186,6 @@ async fn order_is_kept_while_the_receiver_fails_and_retries_are_identical() {
     );
     assert!(m.contains("reason=\"503\""), "{m}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -198,7 +218,6 @@ async fn a_hanging_receiver_does_not_delay_another_hook() {
         "the slow hook has one request in flight"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -228,6 +247,7 @@ async fn failing_receivers_remove_normal_hooks_but_not_permanent_ones() {
     })
     .await;
     assert!(queue_gone, "and its queue deleted");
+    // Deliberate: nothing may arrive during a window longer than the last retry interval.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         rx.received_on("/normal").len(),
@@ -248,7 +268,6 @@ async fn failing_receivers_remove_normal_hooks_but_not_permanent_ones() {
         "{m}"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -262,7 +281,6 @@ async fn remove_failed_hooks_false_keeps_retrying() {
     let (_, list) = app.api("list", "").await;
     assert_eq!(hook_ids(&list), vec![id]);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -287,7 +305,6 @@ async fn redirects_307_are_followed_and_302_fail() {
     rx.wait_for("/r302", 3, WAIT).await;
     assert!(rx.received_on("/final302").is_empty());
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -305,10 +322,10 @@ async fn gone_removes_the_hook_at_once() {
     })
     .await;
     assert!(gone);
+    // Deliberate: the second event must not be sent during a window longer than a retry interval.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.received_on("/g").len(), 1, "one request, then nothing");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -338,8 +355,12 @@ async fn routing_by_scope_filter_and_raw() {
         meeting_created("int-2", "ext-2"),
     ])
     .await;
+    // Each hook has its own worker: wait for every one of them.
     rx.wait_for("/global", 3, WAIT).await;
+    rx.wait_for("/m1a", 2, WAIT).await;
+    rx.wait_for("/m1b", 2, WAIT).await;
     rx.wait_for("/m2", 1, WAIT).await;
+    rx.wait_for("/joins", 1, WAIT).await;
     assert_eq!(
         ids(&rx.events_on("/global")),
         ["meeting-created", "user-joined", "meeting-created"]
@@ -358,31 +379,42 @@ async fn routing_by_scope_filter_and_raw() {
     // Raw hooks get the message exactly as published, filtered by the mapped id.
     let raw = rx.wait_for("/raw", 1, WAIT).await;
     assert_eq!(raw[0].field("event").unwrap(), format!("[{joined}]"));
+    // Deliberate: no other message may reach the raw hook during a short window.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.received_on("/raw").len(), 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_backlog_travels_in_batches_with_multi_event() {
-    let rx = Receiver::with(|_, n| {
-        if n == 0 {
-            Reply::ok().delayed(Duration::from_millis(500))
-        } else {
-            Reply::ok()
+    // The receiver holds the first request until the test opens the gate.
+    let gate = Arc::new(Notify::new());
+    let rx = Receiver::with({
+        let gate = gate.clone();
+        move |_, n| {
+            if n == 0 {
+                Reply::ok().held(&gate)
+            } else {
+                Reply::ok()
+            }
         }
     })
     .await;
-    let env = Env::new("dl-multi").with("hooks.multiEvent", json!(4));
+    // The held request must not time out (and be retried) while the test fills the queue.
+    let env = Env::new("dl-multi")
+        .with("hooks.multiEvent", json!(4))
+        .with("hooks.requestTimeout", json!(WAIT.as_millis() as u64));
     let app = env.start().await;
-    app.create_hook(&rx.url("/m"), "").await;
+    let id = app.create_hook(&rx.url("/m"), "").await;
     let messages: Vec<String> = (0..9)
         .map(|i| chat("int-m", "w_1", &format!("m{i}")))
         .collect();
     env.publish(&messages[..1]).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first event travels alone; the rest piles up behind it.
+    rx.wait_for("/m", 1, WAIT).await;
     env.publish(&messages[1..]).await;
+    assert!(queued_up_to(&env, &id, "m8").await, "the backlog is queued");
+    gate.notify_one();
     let delivered = eventually(WAIT, || async { rx.events_on("/m").len() >= 9 }).await;
     assert!(delivered);
     let sizes: Vec<usize> = rx
@@ -398,7 +430,6 @@ async fn a_backlog_travels_in_batches_with_multi_event() {
     let texts: Vec<String> = rx.events_on("/m").iter().map(chat_text).collect();
     assert_eq!(texts, (0..9).map(|i| format!("m{i}")).collect::<Vec<_>>());
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -419,21 +450,26 @@ async fn standard_webhooks_signature_when_configured() {
     );
     assert!(ok);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
-    // The receiver holds the first request for a while: everything else piles up in the queue.
-    let rx = Receiver::with(|_, n| {
-        if n == 0 {
-            Reply::ok().delayed(Duration::from_millis(800))
-        } else {
-            Reply::ok()
+    // The receiver holds the first request: everything else piles up in the queue.
+    let gate = Arc::new(Notify::new());
+    let rx = Receiver::with({
+        let gate = gate.clone();
+        move |_, n| {
+            if n == 0 {
+                Reply::ok().held(&gate)
+            } else {
+                Reply::ok()
+            }
         }
     })
     .await;
-    let env = Env::new("dl-full").with("hooks.queueSize", json!(5));
+    let env = Env::new("dl-full")
+        .with("hooks.queueSize", json!(5))
+        .with("hooks.requestTimeout", json!(WAIT.as_millis() as u64));
     let app = env.start().await;
     let id = app.create_hook(&rx.url("/full"), "").await;
     env.publish(&[chat("int-f", "w_1", "m00")]).await;
@@ -442,12 +478,13 @@ async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
         .map(|i| chat("int-f", "w_1", &format!("m{i:02}")))
         .collect();
     env.publish(&messages).await;
+    assert!(queued_up_to(&env, &id, "m20").await, "all of them went in");
+    gate.notify_one();
     let delivered = eventually(WAIT, || async {
         rx.events_on("/full").iter().any(|e| chat_text(e) == "m20")
     })
     .await;
     assert!(delivered);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let texts: Vec<String> = rx.events_on("/full").iter().map(chat_text).collect();
     // The newest five survive, in order; what the worker had already read may come too.
     assert_eq!(texts.first().map(String::as_str), Some("m00"));
@@ -460,7 +497,6 @@ async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
     let dropped = format!("bbb_webhooks_queue_dropped_total{{hook=\"{id}\"}}");
     assert!(m.contains(&dropped), "{m}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -487,5 +523,4 @@ async fn the_network_guard_refuses_denied_targets() {
         "nothing reached the denied address"
     );
     app.stop().await;
-    env.cleanup().await;
 }

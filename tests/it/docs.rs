@@ -11,29 +11,22 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
-/// Every event any fixture expects, `"now"` times replaced by the example's.
+/// Every event any fixture expects (`tests/fixtures/*/expected.jsonl`), `"now"` times replaced
+/// by the example's.
 fn fixture_events() -> Vec<Value> {
-    let mut files = vec![
-        "../shared/fixtures/seed-1.x/expected.jsonl".to_string(),
-        "../shared/fixtures/bbb-3.0-meeting/expected.jsonl".to_string(),
-    ];
-    for entry in
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")).unwrap()
-    {
-        let p = entry.unwrap().path().join("expected.jsonl");
-        if p.exists() {
-            files.push(p.to_string_lossy().into_owned());
-        }
-    }
+    let mut files: Vec<_> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path().join("expected.jsonl"))
+            .filter(|p| p.exists())
+            .collect();
+    files.sort();
     files
         .iter()
         .flat_map(|f| {
-            let text = if Path::new(f).is_absolute() {
-                std::fs::read_to_string(f).unwrap()
-            } else {
-                read(f)
-            };
-            text.lines()
+            std::fs::read_to_string(f)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+                .lines()
                 .filter(|l| !l.trim().is_empty())
                 .flat_map(|l| serde_json::from_str::<Vec<Value>>(l).unwrap())
                 .collect::<Vec<_>>()

@@ -1,9 +1,10 @@
 //! The fixtures: raw messages replayed through the mapper give exactly the expected events.
 //!
-//! Sets: the shared ones (`../shared/fixtures`), and ours (`tests/fixtures`, each with a
-//! `sources.md` naming where every input's shape comes from). Line i of `expected.jsonl` is the
-//! array of events line i of the input must produce; an expected `ts` of `"now"` matches any time
-//! within the replay.
+//! Sets: every folder of `tests/fixtures`, each with a `sources.md` naming where every input's
+//! shape comes from (`seed-1.x`, `bbb-3.0-meeting` and the inputs of `seed-1.x-candidates` are
+//! copies of the project's shared fixtures: the suite reads nothing outside the repository).
+//! Line i of `expected.jsonl` is the array of events line i of the input must produce; an expected
+//! `ts` of `"now"` matches any time within the replay.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,40 +24,26 @@ fn root() -> &'static Path {
 }
 
 fn sets() -> Vec<Set> {
-    let shared = root().join("../shared/fixtures");
-    let ours = root().join("tests/fixtures");
-    let mut sets = vec![];
-    for name in ["seed-1.x", "bbb-3.0-meeting"] {
-        sets.push(Set {
-            name: format!("shared/{name}"),
-            input: shared.join(name).join("input.jsonl"),
-            expected: shared.join(name).join("expected.jsonl"),
-        });
-    }
-    sets.push(Set {
-        name: "shared/seed-1.x-candidates".into(),
-        input: shared.join("seed-1.x-candidates/input.jsonl"),
-        expected: ours.join("seed-1.x-candidates/expected.jsonl"),
-    });
-    let mut own: Vec<_> = std::fs::read_dir(&ours)
+    let mut dirs: Vec<_> = std::fs::read_dir(root().join("tests/fixtures"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("input.jsonl").exists())
         .collect();
-    own.sort();
-    for dir in own {
-        assert!(
-            dir.join("sources.md").exists(),
-            "{}: every fixture names its sources",
-            dir.display()
-        );
-        sets.push(Set {
-            name: format!("ours/{}", dir.file_name().unwrap().to_string_lossy()),
-            input: dir.join("input.jsonl"),
-            expected: dir.join("expected.jsonl"),
-        });
-    }
-    sets
+    dirs.sort();
+    dirs.into_iter()
+        .map(|dir| {
+            assert!(
+                dir.join("sources.md").exists(),
+                "{}: every fixture names its sources",
+                dir.display()
+            );
+            Set {
+                name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+                input: dir.join("input.jsonl"),
+                expected: dir.join("expected.jsonl"),
+            }
+        })
+        .collect()
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -138,7 +125,7 @@ fn every_fixture_maps_to_exactly_its_expected_events() {
 
 #[test]
 fn the_map_command_prints_the_fixture_events() {
-    let input = root().join("../shared/fixtures/bbb-3.0-meeting/input.jsonl");
+    let input = root().join("tests/fixtures/bbb-3.0-meeting/input.jsonl");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
         .args(["map", "--per-message"])
         .arg(&input)
@@ -154,7 +141,7 @@ fn the_map_command_prints_the_fixture_events() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let want: Vec<Value> = lines(&root().join("../shared/fixtures/bbb-3.0-meeting/expected.jsonl"))
+    let want: Vec<Value> = lines(&root().join("tests/fixtures/bbb-3.0-meeting/expected.jsonl"))
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

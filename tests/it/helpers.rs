@@ -19,25 +19,39 @@ use tokio::sync::Notify;
 
 pub const SECRET: &str = "testsecret";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// How long a test waits for something that should happen (generous: the machine may be loaded).
+pub const WAIT: Duration = Duration::from_secs(15);
 
-/// One test's private corner of Redis: every key and channel carries `prefix`.
+/// One test's private corner of Redis: every key and channel carries `prefix`. Its keys are
+/// deleted when the last clone is dropped, also when the test fails.
 #[derive(Clone, Debug)]
 pub struct Env {
     pub prefix: String,
     pub channel: String,
-    pub redis_url: String,
+    redis_url: String,
     /// Extra config overrides (dotted key → value).
     pub overrides: Vec<(String, Value)>,
+    /// Shared by the clones: the keys go when the last of them does.
+    _keys: Arc<KeysGuard>,
 }
 
 impl Env {
     pub fn new(name: &str) -> Env {
+        Env::on(name, REDIS_URL)
+    }
+
+    /// An environment on another Redis server (a test's [`crate::private_redis::PrivateRedis`]).
+    pub fn on(name: &str, redis_url: &str) -> Env {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("test:{name}:{}", &id[..12]);
         Env {
             channel: format!("{prefix}:channel"),
+            _keys: Arc::new(KeysGuard {
+                prefix: prefix.clone(),
+                redis_url: redis_url.to_string(),
+            }),
             prefix,
-            redis_url: REDIS_URL.to_string(),
+            redis_url: redis_url.to_string(),
             overrides: Vec::new(),
         }
     }
@@ -149,16 +163,34 @@ impl Env {
             let _: i64 = conn.publish(&self.channel, m.as_ref()).await.unwrap();
         }
     }
+}
 
-    /// Deletes every key this test created.
-    pub async fn cleanup(&self) {
-        let mut conn = self.redis().await;
-        let keys: Vec<String> = conn
-            .keys(format!("{}*", self.prefix))
-            .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: () = conn.del(keys).await.unwrap_or(());
+/// Deletes every key under a test's prefix when dropped (`SCAN MATCH <prefix>*`, then `DEL`), with
+/// a blocking connection so that it works in `Drop`, also while a failed test unwinds. Best
+/// effort: a Redis that is gone (a stopped private one) leaves nothing to clean.
+#[derive(Debug)]
+struct KeysGuard {
+    prefix: String,
+    redis_url: String,
+}
+
+impl Drop for KeysGuard {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.redis_url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        else {
+            return;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+        let pattern = format!("{}*", self.prefix);
+        let keys: Vec<String> = match redis::Commands::scan_match::<_, String>(&mut conn, &pattern)
+        {
+            Ok(iter) => iter.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<()> = redis::Commands::del(&mut conn, chunk);
         }
     }
 }
@@ -283,6 +315,8 @@ pub struct Reply {
     pub status: u16,
     pub delay: Duration,
     pub location: Option<String>,
+    /// When set, the answer waits until the test opens this gate (`gate.notify_one()`).
+    pub gate: Option<Arc<Notify>>,
 }
 
 impl Reply {
@@ -294,10 +328,16 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             location: None,
+            gate: None,
         }
     }
     pub fn delayed(mut self, d: Duration) -> Reply {
         self.delay = d;
+        self
+    }
+    /// Holds the answer (the request is in flight) until the test calls `gate.notify_one()`.
+    pub fn held(mut self, gate: &Arc<Notify>) -> Reply {
+        self.gate = Some(gate.clone());
         self
     }
     pub fn redirect(status: u16, location: &str) -> Reply {
@@ -305,6 +345,7 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             location: Some(location.to_string()),
+            gate: None,
         }
     }
 }
@@ -436,6 +477,9 @@ async fn record(
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
+    if let Some(gate) = &reply.gate {
+        gate.notified().await;
+    }
     let status = StatusCode::from_u16(reply.status).unwrap();
     match reply.location {
         Some(l) => (status, [("location", l)], "").into_response(),
@@ -461,7 +505,7 @@ where
     }
 }
 
-/// Lines of a fixture file (`tests/fixtures/…` or `../shared/fixtures/…`).
+/// Lines of a fixture file (`tests/fixtures/…`).
 pub fn fixture_lines(path: &str) -> Vec<String> {
     let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     std::fs::read_to_string(&full)
@@ -533,6 +577,7 @@ pub fn ids(events: &[Value]) -> Vec<String> {
 
 // --- The real binary -------------------------------------------------------------------------
 
+/// A port nobody listens on right now (for the real binary and private Redis servers).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -669,4 +714,56 @@ impl Service {
         }
         (status, out)
     }
+}
+
+/// A test that fails leaves no service behind (it would go on reading the test's keys).
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn an_env_deletes_its_keys_when_its_last_clone_goes_even_on_a_panic() {
+    let mut conn = redis::Client::open(REDIS_URL)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let count = |conn: &mut redis::Connection, prefix: &str| -> usize {
+        redis::Commands::scan_match::<_, String>(conn, format!("{prefix}*"))
+            .unwrap()
+            .count()
+    };
+    let env = Env::new("helpers-drop");
+    let prefix = env.prefix.clone();
+    for i in 0..1200 {
+        let _: () = redis::Commands::set(&mut conn, env.key(&format!("k{i}")), i).unwrap();
+    }
+    let clone = env.clone();
+    drop(env);
+    assert_eq!(count(&mut conn, &prefix), 1200, "a clone still holds them");
+    drop(clone);
+    assert_eq!(count(&mut conn, &prefix), 0, "the last clone deleted them");
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failed = std::thread::spawn(move || {
+        let env = Env::new("helpers-panic");
+        tx.send(env.prefix.clone()).unwrap();
+        let mut conn = redis::Client::open(REDIS_URL)
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::Commands::set(&mut conn, env.key("k"), 1).unwrap();
+        panic!("a failing test");
+    })
+    .join();
+    assert!(failed.is_err());
+    assert_eq!(
+        count(&mut conn, &rx.recv().unwrap()),
+        0,
+        "deleted while unwinding"
+    );
 }

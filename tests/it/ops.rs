@@ -7,8 +7,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-const WAIT: Duration = Duration::from_secs(10);
-
 #[tokio::test]
 async fn metrics_have_the_reference_names_and_move_with_traffic() {
     let env = Env::new("ops-metrics")
@@ -81,15 +79,6 @@ async fn metrics_have_the_reference_names_and_move_with_traffic() {
     let r = reqwest::get(format!("http://{addr}/other")).await.unwrap();
     assert_eq!(r.status(), 404);
     app.stop().await;
-    env.cleanup().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs the binary with debug logs through a create, deliveries and a failing hook; returns
@@ -181,7 +170,6 @@ async fn no_log_line_carries_the_secret_or_a_checksum() {
         for c in &checksums {
             assert!(!logs.contains(c.as_str()), "a checksum leaked: {c}");
         }
-        env.cleanup().await;
     }
 }
 
@@ -232,5 +220,4 @@ async fn sigterm_stops_intake_and_leaves_the_rest_queued() {
     .await;
     assert!(all, "the next start delivers the rest");
     service.stop();
-    env.cleanup().await;
 }

@@ -8,8 +8,6 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::private_redis::PrivateRedis;
 
-const WAIT: Duration = Duration::from_secs(15);
-
 fn texts(events: &[Value]) -> Vec<String> {
     events
         .iter()
@@ -43,7 +41,6 @@ async fn messages_on_every_channel_are_mapped_in_order() {
     let want: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
     assert_eq!(texts(&rx.events_on("/all")), want);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -78,14 +75,12 @@ async fn bad_messages_are_counted_and_skipped() {
     assert!(m.contains("bbb_webhooks_messages_received_total 5"), "{m}");
     assert!(m.contains("bbb_webhooks_event_process_failures 3"), "{m}");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_subscriber_comes_back_after_its_connection_is_killed() {
     let redis = PrivateRedis::start();
-    let mut env = Env::new("pl-kill");
-    env.redis_url = redis.url();
+    let env = Env::on("pl-kill", &redis.url());
     let rx = Receiver::start().await;
     let app = env.start().await;
     app.create_hook(&rx.url("/k"), "").await;
@@ -180,7 +175,6 @@ async fn meeting_and_user_mappings_survive_a_restart() {
     let meetings: usize = conn.scard(env.key("proc:mappings")).await.unwrap();
     assert_eq!((left, meetings), (0, 0));
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -218,14 +212,12 @@ async fn mappings_are_stored_in_the_reference_layout() {
     let record: Value = serde_json::from_str(&user["user"]).unwrap();
     assert_eq!(record["external-user-id"], "user-l");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn redis_connections_killed_mid_stream_lose_nothing_queued() {
     let redis = PrivateRedis::start();
-    let mut env = Env::new("pl-redis-kill");
-    env.redis_url = redis.url();
+    let env = Env::on("pl-redis-kill", &redis.url());
     let rx = Receiver::with(|_, _| Reply::ok().delayed(Duration::from_millis(3))).await;
     let app = env.start().await;
     app.create_hook(&rx.url("/q"), "").await;
@@ -251,6 +243,7 @@ async fn redis_connections_killed_mid_stream_lose_nothing_queued() {
             .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
             .query_async(&mut c)
             .await;
+        // Deliberate: spreads the kills over the delivery (no condition to wait for).
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = eventually(Duration::from_secs(30), || async {
@@ -297,6 +290,7 @@ async fn the_subscription_check_loses_nothing() {
     let mut conn = env.redis().await;
     for i in 0..300 {
         let _: i64 = conn.publish(&env.channel, format!("m{i}")).await.unwrap();
+        // Deliberate: spreads the messages over many PINGs (one every 20 ms).
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let mut got = Vec::new();
