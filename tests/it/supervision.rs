@@ -12,8 +12,6 @@ use bbb_webhooks::app::AppError;
 
 use crate::helpers::*;
 
-const WAIT: Duration = Duration::from_secs(15);
-
 fn text(e: &serde_json::Value) -> String {
     e["data"]["attributes"]["chat-message"]["message"]
         .as_str()
@@ -67,7 +65,6 @@ async fn a_panicking_hook_worker_is_started_again_and_keeps_its_queue() {
         "a worker's panic is not fatal"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -87,7 +84,6 @@ async fn a_dead_enqueuer_takes_readiness_down_and_stops_the_app_with_an_error() 
         matches!(stopped, Ok(Err(AppError::TaskFailed("enqueuer")))),
         "the app stops on its own, with the task named: {stopped:?}"
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -109,7 +105,6 @@ async fn serve_exits_non_zero_when_the_enqueuer_dies() {
         output.contains("enqueuer"),
         "the log names the task: {output}"
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -123,5 +118,4 @@ async fn ready_answers_503_naming_the_failed_task() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains(r#""failed":"enqueuer""#), "{body}");
     let _ = tokio::time::timeout(Duration::from_secs(10), app.app.shutdown()).await;
-    env.cleanup().await;
 }
