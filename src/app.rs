@@ -269,6 +269,7 @@ async fn run_core(
         keys.clone(),
         settings.hooks.queue_size.get(),
         metrics.clone(),
+        ctx.readiness.clone(),
     );
     let pool = match DeliveryPool::new(
         &settings,

@@ -135,8 +135,15 @@ impl Enqueuer {
             }
             for event in &events {
                 m.events_mapped.with_label_values(&[event.id]).inc();
+                // The lane: events of one meeting keep their order, meetings travel apart.
+                let lane = event
+                    .internal_meeting_id
+                    .as_deref()
+                    .or(event.external_meeting_id.as_deref())
+                    .unwrap_or("");
                 for (hook, payload) in route(event, &hooks, &self.filters) {
-                    self.queue.append(&mut pipe, &hook.id, event.id, payload);
+                    self.queue
+                        .append(&mut pipe, &hook.id, lane, event.id, payload);
                     *queued.entry(hook.id.as_str()).or_default() += 1;
                 }
             }

@@ -1,7 +1,7 @@
 //! Readiness: what `/ready` reports, as a `watch` channel the parts write and the API reads.
 //!
-//! Owns the health flags (Redis connected, hooks loaded, channels subscribed) and the name of
-//! the first critical task that failed. It does not decide what to do about a failure (the
+//! Owns the health flags (Redis connected, hooks loaded, channels subscribed), the name of the
+//! first critical task that failed, and the count of events full queues dropped. It does not decide what to do about a failure (the
 //! supervisor in [`crate::app`] does) nor how the answer looks (the API does).
 
 use std::time::Duration;
@@ -17,6 +17,9 @@ pub struct Health {
     /// The first critical task that ended or panicked; once set, the service is never ready
     /// again (it is on its way out, for the service manager to restart it).
     pub failed: Option<&'static str>,
+    /// Events a full queue dropped since the start: not a reason to be unready, but a hint
+    /// that a receiver is far behind (`hooks.queueSize`).
+    pub dropped_events: u64,
 }
 
 impl Health {
@@ -60,6 +63,11 @@ impl Readiness {
             h.failed = Some(task);
             true
         });
+    }
+
+    /// Counts events dropped by a full queue.
+    pub fn add_dropped(&self, n: u64) {
+        self.0.send_modify(|h| h.dropped_events += n);
     }
 
     pub fn get(&self) -> Health {

@@ -1,5 +1,6 @@
 //! `hooks/create`, `hooks/destroy`, `hooks/list` and `hooks/ping`.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -12,7 +13,9 @@ use super::xml::{self, keys};
 use super::{ApiContext, client_ip, is_get, xml_answer};
 use crate::config::parse_bool;
 use crate::hooks::registry::RegistryError;
-use crate::hooks::{CreateOutcome, HookRegistry, NewHook, RemoveOutcome, parse_event_ids};
+use crate::hooks::{
+    CreateOutcome, HookRegistry, MAX_MULTI_EVENT, NewHook, RemoveOutcome, parse_event_ids,
+};
 
 /// The checksum-protected calls.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -156,6 +159,13 @@ async fn create(params: Params, registry: Option<&HookRegistry>, max_url: usize)
             None => return Answer::failed(keys::INVALID_GET_RAW),
         },
     };
+    let multi_event = match params.get("multiEvent").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => match v.parse::<NonZeroUsize>() {
+            Ok(n) if n.get() <= MAX_MULTI_EVENT => Some(n),
+            _ => return Answer::failed(keys::INVALID_MULTI_EVENT),
+        },
+    };
     let event_ids = params.get("eventID").and_then(parse_event_ids);
     for id in event_ids.iter().flatten() {
         if !crate::mapping::catalog::is_known(id) {
@@ -174,6 +184,7 @@ async fn create(params: Params, registry: Option<&HookRegistry>, max_url: usize)
             .map(String::from),
         event_ids,
         get_raw,
+        multi_event,
     };
     match registry.create(new).await {
         Ok(CreateOutcome::Created(hook)) => {

@@ -69,10 +69,13 @@ async fn health() -> Response {
 async fn ready(State(ctx): State<Arc<ApiContext>>) -> Response {
     let h = ctx.readiness.get();
     let ready = h.is_ready();
-    let failed = match h.failed {
+    let mut hints = match h.failed {
         Some(task) => format!(r#","failed":"{task}""#),
         None => String::new(),
     };
+    if h.dropped_events > 0 {
+        hints.push_str(&format!(r#","droppedEvents":{}"#, h.dropped_events));
+    }
     json_answer(
         if ready {
             StatusCode::OK
@@ -80,7 +83,7 @@ async fn ready(State(ctx): State<Arc<ApiContext>>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE
         },
         format!(
-            r#"{{"ready":{ready},"redis":{},"subscribed":{},"hooksLoaded":{}{failed}}}"#,
+            r#"{{"ready":{ready},"redis":{},"subscribed":{},"hooksLoaded":{}{hints}}}"#,
             h.redis, h.subscribed, h.hooks_loaded
         ),
     )

@@ -40,6 +40,10 @@ pub mod keys {
         "invalidParamGetRaw",
         "The getRaw parameter must be true or false.",
     );
+    pub const INVALID_MULTI_EVENT: (&str, &str) = (
+        "invalidParamMultiEvent",
+        "The multiEvent parameter must be a whole number from 1 to 100.",
+    );
     pub const TOO_MANY_HOOKS: (&str, &str) =
         ("tooManyHooks", "The maximum number of hooks is registered.");
     pub const REPEATED_PARAM: (&str, &str) =
@@ -99,9 +103,14 @@ pub fn list<'a>(hooks: impl IntoIterator<Item = &'a Hook>) -> String {
             out.push_str("</eventID>");
         }
         out.push_str(&format!(
-            "<permanentHook>{}</permanentHook><rawData>{}</rawData></hook>",
+            "<permanentHook>{}</permanentHook><rawData>{}</rawData>",
             hook.permanent, hook.get_raw
         ));
+        // Ours, only for hooks created with it: the others keep the reference's bytes.
+        if let Some(n) = hook.multi_event {
+            out.push_str(&format!("<multiEvent>{n}</multiEvent>"));
+        }
+        out.push_str("</hook>");
     }
     out.push_str("</hooks></response>");
     out

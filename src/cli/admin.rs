@@ -226,6 +226,7 @@ mod tests {
             permanent: true,
             get_raw: false,
             created_at: None,
+            multi_event: None,
         }];
         let xml = crate::api::xml::list(hooks.iter());
         let parsed = parse_list(&xml);

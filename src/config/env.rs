@@ -67,6 +67,12 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ),
     ("MULTI_EVENT", "hooks.multiEvent", Kind::Number),
     ("QUEUE_SIZE", "hooks.queueSize", Kind::Number),
+    ("HOOKS_ORDERING", "hooks.ordering", Kind::Text),
+    (
+        "MAX_IN_FLIGHT_PER_HOOK",
+        "hooks.maxInFlightPerHook",
+        Kind::Number,
+    ),
     ("REMOVE_FAILED_HOOKS", "hooks.removeFailedHooks", Kind::Bool),
     ("HOOK_SIGNING_SECRET", "hooks.signingSecret", Kind::Text),
     ("MAX_HOOKS", "hooks.maxHooks", Kind::Number),

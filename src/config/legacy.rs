@@ -20,9 +20,13 @@ const HOOK_KEYS: &[&str] = &[
     "retryIntervals",
     "permanentIntervalReset",
     "requestTimeout",
-    "queueSize",
     "multiEvent",
 ];
+
+/// Keys of the webhooks module's config that 3.x never read and its stock `default.yml` writes:
+/// nobody relies on their value, so they are skipped without a note. `queueSize` (10000 there)
+/// would otherwise cap our queues far below the default that holds a 30-minute outage.
+const DEAD_STOCK_KEYS: &[&str] = &["queueSize"];
 
 /// Keys of the webhooks module's config that 3.x itself never reads (dead config) or that name
 /// features we do differently.
@@ -92,6 +96,8 @@ fn translate_webhooks(
             }
         } else if HOOK_KEYS.contains(&key.as_str()) {
             set(tree, &["hooks", &key], value);
+        } else if DEAD_STOCK_KEYS.contains(&key.as_str()) {
+            tracing::debug!(key = %key, "a key bbb-webhooks 3.x never read: skipped");
         } else if SET_ASIDE_KEYS.contains(&key.as_str()) {
             notes.push(format!(
                 "modules.\"{OUT_WEBHOOKS}\".config.{key} has no effect here: ignored"

@@ -220,6 +220,12 @@ pub struct HookSettings {
     /// Most events waiting per hook; beyond it the oldest is dropped.
     #[serde(with = "at_least_one")]
     pub queue_size: NonZeroUsize,
+    /// Which events of one hook keep their relative order: those of one meeting (lanes in
+    /// parallel), or all of them (one lane).
+    pub ordering: DeliveryOrder,
+    /// Most requests in flight to one hook at once (one per meeting lane).
+    #[serde(with = "at_least_one")]
+    pub max_in_flight_per_hook: NonZeroUsize,
     /// Remove a non-permanent hook whose retries are exhausted (the reference does).
     pub remove_failed_hooks: bool,
     /// When set, every callback carries a Standard Webhooks `webhook-signature`.
@@ -252,7 +258,9 @@ impl Default for HookSettings {
             permanent_interval_reset: Duration::from_millis(60000),
             request_timeout: Duration::from_millis(5000),
             multi_event: NonZeroUsize::MIN,
-            queue_size: NonZeroUsize::new(10000).expect("not zero"),
+            queue_size: NonZeroUsize::new(100_000).expect("not zero"),
+            ordering: DeliveryOrder::Meeting,
+            max_in_flight_per_hook: NonZeroUsize::new(16).expect("not zero"),
             remove_failed_hooks: true,
             signing_secret: None,
             max_hooks: 10000,
@@ -262,6 +270,16 @@ impl Default for HookSettings {
             allow_networks: CidrList::default(),
         }
     }
+}
+
+/// `hooks.ordering`: what a hook's events are ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryOrder {
+    /// The events of one meeting arrive in order; meetings travel in parallel (the default).
+    Meeting,
+    /// Every event of the hook arrives in order, one request at a time (bbb-webhooks-rs 0.1).
+    Hook,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,9 +1,18 @@
-//! Delivery: one worker per hook drains the hook's queue in order, one request in flight per hook,
-//! retrying on failure; a slow or dead receiver only ever holds up its own hook.
+//! Delivery: one worker per hook drains the hook's queue, retrying on failure; a slow or dead
+//! receiver only ever holds up its own hook.
+//!
+//! The guarantee: the events of one meeting reach a hook in the order they were queued, one
+//! request of that meeting at a time; events of different meetings travel to the same hook in
+//! parallel, up to `hooks.maxInFlightPerHook` requests (and `hooks.maxConcurrentRequests` for all
+//! hooks together). Events that name no meeting form a lane of their own. With
+//! `hooks.ordering: hook`, every event of a hook is one lane: strictly in order, one request at
+//! a time. A lane with a backlog sends up to `multiEvent` events (the hook's own, else the
+//! global one) in one request. Failures are per hook: see [`worker`].
 //!
 //! * [`request`] builds the callback (body, checksum or bearer, signature headers);
 //! * [`client`] is the shared HTTP client and what counts as success;
 //! * [`retry`] is the schedule (`retryIntervals`, then `permanentIntervalReset`);
+//! * [`lanes`] sorts a hook's entries into lanes and picks the next request;
 //! * [`worker`] is the per-hook loop.
 //!
 //! The pool follows the registry: a new hook gets a worker, a removed one loses its worker and its
@@ -14,6 +23,7 @@
 //! [`crate::queue`]; this module only takes entries out and sends them.
 
 pub mod client;
+mod lanes;
 pub mod request;
 pub mod retry;
 mod worker;
@@ -27,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Settings;
+use crate::config::{DeliveryOrder, Settings};
 use crate::hooks::{Hook, HookRegistry};
 use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
@@ -48,7 +58,10 @@ struct Shared {
     client: CallbackClient,
     signer: Signer,
     policy: RetryPolicy,
-    multi_event: usize,
+    /// The global `hooks.multiEvent`, for hooks created without their own.
+    multi_event: std::num::NonZeroUsize,
+    ordering: DeliveryOrder,
+    max_in_flight_per_hook: usize,
     in_flight: Semaphore,
     metrics: Arc<Metrics>,
     tracker: TaskTracker,
@@ -82,7 +95,9 @@ impl DeliveryPool {
             client: CallbackClient::new(settings)?,
             signer: Signer::new(settings),
             policy: RetryPolicy::new(&settings.hooks),
-            multi_event: settings.hooks.multi_event.get(),
+            multi_event: settings.hooks.multi_event,
+            ordering: settings.hooks.ordering,
+            max_in_flight_per_hook: settings.hooks.max_in_flight_per_hook.get(),
             in_flight: Semaphore::new(settings.hooks.max_concurrent_requests.get()),
             metrics,
             tracker,

@@ -1,21 +1,34 @@
-//! One hook's worker: read the queue in order, send, and on success move on; on failure wait as
-//! the schedule says and send the same request again (same events, same `timestamp`, same
-//! `webhook-id`).
+//! One hook's worker: reads the hook's queue in order into a bounded window, sorts it into lanes
+//! ([`super::lanes`]), and keeps up to `hooks.maxInFlightPerHook` requests out, one per lane.
+//!
+//! Failures are the hook's, not the lane's: after a failed attempt no new request starts until
+//! the retry schedule says so, and then only one (the probe, the oldest waiting request) until
+//! one goes through. Requests already out when the hook started failing finish as they will; a
+//! failed one goes back to the head of its lane and is sent again later, as the same request
+//! (same entries, `timestamp` and `webhook-id`). A success of the probe ends the failure; the
+//! schedule running out removes the hook (unless it is permanent).
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::client::Outcome;
+use super::lanes::{Batch, Lanes};
 use super::retry::Next;
+use crate::config::DeliveryOrder;
 use crate::hooks::{Hook, RemoveOutcome};
-use crate::queue::{Attempts, Entry, HookQueue};
+use crate::metrics::Metrics;
+use crate::queue::{FailedRequest, HookQueue};
 
+/// Most entries a worker holds in memory (waiting and in requests).
+const WINDOW: usize = 1024;
 /// Entries read from Redis at a time.
-const PREFETCH: usize = 128;
+const PREFETCH: usize = 256;
 /// Even without a wake-up, look at the queue this often.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
@@ -25,17 +38,48 @@ pub(super) async fn run(
     queue: HookQueue,
     abort: CancellationToken,
 ) {
+    let stored = match queue.load_retry_state().await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!(hook = %hook.id, error = %e, "cannot read the retry state; starting afresh");
+            Default::default()
+        }
+    };
+    let failing = (stored.failures > 0).then(|| Failing {
+        failures: stored.failures,
+        retry_at: Instant::now(),
+        probing: false,
+    });
+    let multi_event = hook.multi_event.unwrap_or(shared.multi_event).get();
     let mut worker = Worker {
         hook,
         shared,
         queue,
         abort,
-        buffer: VecDeque::new(),
+        lanes: Lanes::default(),
         last_read: None,
-        attempts: None,
+        more: true,
+        failed: stored.requests,
+        failing,
+        in_flight: JoinSet::new(),
+        multi_event,
     };
-    worker.attempts = worker.queue.load_attempts().await.ok().flatten();
     worker.run().await;
+}
+
+/// The hook is failing: at most one request (the probe) goes out, at `retry_at`.
+struct Failing {
+    failures: u32,
+    retry_at: Instant,
+    probing: bool,
+}
+
+/// A request that came back.
+struct Sent {
+    batch: Batch,
+    first_attempt: u64,
+    probe: bool,
+    outcome: Outcome,
 }
 
 struct Worker {
@@ -43,177 +87,241 @@ struct Worker {
     shared: Arc<Shared>,
     queue: HookQueue,
     abort: CancellationToken,
-    buffer: VecDeque<Entry>,
+    lanes: Lanes,
     last_read: Option<String>,
-    /// Retry state of the request at the head of the queue, if it failed before.
-    attempts: Option<Attempts>,
+    /// Redis may hold entries not read yet.
+    more: bool,
+    /// Requests that failed and will be sent again as they were, by their first entry's id.
+    failed: HashMap<String, FailedRequest>,
+    failing: Option<Failing>,
+    in_flight: JoinSet<Sent>,
+    multi_event: usize,
 }
 
-/// What happened to a request, for the loop.
+/// Whether the worker goes on.
 enum Step {
     Next,
     Stop,
 }
 
 impl Worker {
-    fn stopping(&self) -> bool {
-        self.abort.is_cancelled() || self.shared.draining.is_cancelled()
-    }
-
     async fn run(&mut self) {
-        while !self.stopping() {
-            if self.buffer.is_empty() && !self.fill().await {
+        loop {
+            if self.abort.is_cancelled() {
+                return;
+            }
+            if self.shared.draining.is_cancelled() {
+                // Let the requests out finish (the pool aborts them after its grace period).
+                while let Some(done) = self.in_flight.join_next().await {
+                    if let Step::Stop = self.finished(done).await {
+                        return;
+                    }
+                }
+                return;
+            }
+            if self.more && self.lanes.held() < WINDOW && !self.fill().await {
                 continue;
             }
-            if let Step::Stop = self.deliver_head().await {
+            self.dispatch();
+            let retry_at = self
+                .failing
+                .as_ref()
+                .filter(|f| !f.probing && self.lanes.has_ready())
+                .map(|f| f.retry_at);
+            let step = tokio::select! {
+                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    self.finished(done).await
+                }
+                _ = self.queue.appended() => {
+                    self.more = true;
+                    Step::Next
+                }
+                _ = sleep_until(retry_at), if retry_at.is_some() => Step::Next,
+                _ = tokio::time::sleep(IDLE_RECHECK) => {
+                    self.more = true;
+                    Step::Next
+                }
+                _ = self.abort.cancelled() => Step::Next,
+                _ = self.shared.draining.cancelled() => Step::Next,
+            };
+            if let Step::Stop = step {
                 return;
             }
         }
     }
 
-    /// Reads more entries, or waits for some. False when nothing was read.
+    /// Reads more entries into the window. False after a Redis error (after a pause).
     async fn fill(&mut self) -> bool {
         match self.queue.read(self.last_read.as_deref(), PREFETCH).await {
-            Ok(entries) if !entries.is_empty() => {
-                self.last_read = entries.last().map(|e| e.id.clone());
-                self.buffer.extend(entries);
+            Ok(entries) => {
+                self.more = entries.len() == PREFETCH;
+                if let Some(last) = entries.last() {
+                    self.last_read = Some(last.id.clone());
+                }
+                let by_hook = self.shared.ordering == DeliveryOrder::Hook;
+                for e in entries {
+                    let lane = if by_hook {
+                        String::new()
+                    } else {
+                        e.lane.clone()
+                    };
+                    self.lanes.push(lane, e);
+                }
                 true
             }
-            Ok(_) => {
+            Err(e) => {
+                tracing::warn!(hook = %self.hook.id, error = %e, "cannot read the hook's queue; retrying");
                 tokio::select! {
-                    _ = self.queue.appended() => {}
-                    _ = tokio::time::sleep(IDLE_RECHECK) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = self.abort.cancelled() => {}
                     _ = self.shared.draining.cancelled() => {}
                 }
                 false
             }
-            Err(e) => {
-                tracing::warn!(hook = %self.hook.id, error = %e, "cannot read the hook's queue; retrying");
-                self.pause(Duration::from_secs(1)).await;
-                false
+        }
+    }
+
+    /// Starts every request that may start now.
+    fn dispatch(&mut self) {
+        while self.in_flight.len() < self.shared.max_in_flight_per_hook {
+            let probe = match &self.failing {
+                None => false,
+                Some(f) if f.probing || Instant::now() < f.retry_at => return,
+                Some(_) => true,
+            };
+            let (failed, multi_event) = (&self.failed, self.multi_event);
+            let Some(batch) = self.lanes.next(|head| {
+                failed
+                    .get(&head.id)
+                    .map_or(multi_event, |request| request.count)
+            }) else {
+                return;
+            };
+            if let Some(f) = &mut self.failing {
+                f.probing = true;
+            }
+            self.send(batch, probe);
+            if probe {
+                return;
             }
         }
     }
 
-    async fn pause(&self, d: Duration) {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = self.abort.cancelled() => {}
-            _ = self.shared.draining.cancelled() => {}
-        }
-    }
-
-    async fn deliver_head(&mut self) -> Step {
-        let head = self.buffer[0].id.clone();
-        let (failures, first_attempt, count) = match &self.attempts {
-            Some(a) if a.entry == head => (a.failures, a.first_attempt, a.count),
-            _ => (0, crate::time::now_ms(), self.shared.multi_event),
-        };
-        let count = count.clamp(1, self.buffer.len());
-        let batch: Vec<&Entry> = self.buffer.iter().take(count).collect();
-        let payloads: Vec<&str> = batch.iter().map(|e| e.payload.as_str()).collect();
-        let webhook_id = format!("msg_{}_{}", self.hook.id, head);
+    fn send(&mut self, batch: Batch, probe: bool) {
+        let head = &batch.entries[0].id;
+        let first_attempt = self
+            .failed
+            .get(head)
+            .map_or_else(crate::time::now_ms, |r| r.first_attempt);
+        let payloads: Vec<&str> = batch.entries.iter().map(|e| e.payload.as_str()).collect();
+        crate::fault::worker(&payloads);
         let callback = self.shared.signer.build(
             &self.hook.callback_url,
             &payloads,
-            &webhook_id,
+            &format!("msg_{}_{head}", self.hook.id),
             first_attempt,
             crate::time::now_ms() / 1000,
         );
-        let event_id = batch[0].event.clone();
-        crate::fault::worker(&payloads);
-
-        let outcome = {
-            let Ok(_permit) = self.shared.in_flight.acquire().await else {
-                return Step::Stop;
+        let shared = self.shared.clone();
+        self.in_flight.spawn(async move {
+            let outcome = match shared.in_flight.acquire().await {
+                Ok(_permit) => {
+                    let _counted = InFlight::new(&shared.metrics);
+                    shared.client.send(&callback).await
+                }
+                Err(_) => Outcome::Failed {
+                    reason: "stopping".into(),
+                },
             };
-            let m = &self.shared.metrics;
-            m.deliveries_in_flight.inc();
-            let outcome = tokio::select! {
-                o = self.shared.client.send(&callback) => Some(o),
-                _ = self.abort.cancelled() => None,
-            };
-            m.deliveries_in_flight.dec();
-            match outcome {
-                Some(o) => o,
-                None => return Step::Stop,
+            Sent {
+                batch,
+                first_attempt,
+                probe,
+                outcome,
             }
-        };
+        });
+    }
 
-        match outcome {
+    async fn finished(&mut self, done: Result<Sent, tokio::task::JoinError>) -> Step {
+        let sent = match done {
+            Ok(sent) => sent,
+            // A request task that panicked takes the worker with it: the pool starts it again.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Step::Next,
+        };
+        match sent.outcome {
             Outcome::Delivered(_) => {
-                self.delivered(count).await;
+                self.delivered(sent).await;
                 Step::Next
             }
             Outcome::Gone if !self.hook.permanent => {
-                tracing::warn!(hook = %self.hook.id, event = %event_id, "the receiver answered 410 Gone: removing the hook");
+                let event = &sent.batch.entries[0].event;
+                tracing::warn!(hook = %self.hook.id, event = %event, "the receiver answered 410 Gone: removing the hook");
                 self.remove("gone").await;
                 Step::Stop
             }
-            Outcome::Gone => {
-                self.failed(
-                    "410".into(),
-                    failures,
-                    first_attempt,
-                    count,
-                    &head,
-                    &event_id,
-                )
-                .await
-            }
-            Outcome::Failed { reason } => {
-                self.failed(reason, failures, first_attempt, count, &head, &event_id)
-                    .await
+            Outcome::Gone => self.failed(sent, "410".into()).await,
+            Outcome::Failed { ref reason } => {
+                let reason = reason.clone();
+                self.failed(sent, reason).await
             }
         }
     }
 
-    async fn delivered(&mut self, count: usize) {
+    async fn delivered(&mut self, sent: Sent) {
         let now = crate::time::now_ms();
         let m = &self.shared.metrics;
-        let mut last = String::new();
-        for entry in self.buffer.drain(..count) {
+        let mut ids = Vec::with_capacity(sent.batch.entries.len());
+        for entry in &sent.batch.entries {
             m.processed_events
                 .with_label_values(&[&entry.event, &self.hook.callback_url])
                 .inc();
             m.delivery_latency
                 .observe(now.saturating_sub(entry.enqueued_at()) as f64 / 1000.0);
-            last = entry.id;
+            ids.push(entry.id.clone());
         }
-        self.queue.ack(last);
-        if self.attempts.take().is_some()
-            && let Err(e) = self.queue.clear_attempts().await
+        let head = ids[0].clone();
+        self.lanes.done(&sent.batch.lane, ids.len());
+        self.queue.ack(ids);
+        let retried = self.failed.remove(&head).is_some();
+        let recovered = sent.probe && self.failing.take().is_some();
+        if recovered {
+            tracing::info!(hook = %self.hook.id, "the receiver takes callbacks again");
+        }
+        if (retried || recovered)
+            && let Err(e) = self.queue.clear_failure(&head, recovered).await
         {
             tracing::warn!(hook = %self.hook.id, error = %e, "cannot clear the retry state");
         }
     }
 
-    async fn failed(
-        &mut self,
-        reason: String,
-        failures: u32,
-        first_attempt: u64,
-        count: usize,
-        head: &str,
-        event_id: &str,
-    ) -> Step {
-        let failures = failures + 1;
+    async fn failed(&mut self, sent: Sent, reason: String) -> Step {
+        let head = sent.batch.entries[0].id.clone();
+        let event = sent.batch.entries[0].event.clone();
+        let request = FailedRequest {
+            count: sent.batch.entries.len(),
+            first_attempt: sent.first_attempt,
+        };
+        self.failed.insert(head.clone(), request);
+        self.lanes.put_back(sent.batch);
         let m = &self.shared.metrics;
         m.hook_failures
-            .with_label_values(&[&self.hook.callback_url, &reason, event_id])
+            .with_label_values(&[&self.hook.callback_url, &reason, &event])
             .inc();
-        tracing::warn!(hook = %self.hook.id, event = %event_id, reason = %reason, attempt = failures, "callback failed");
-        let attempts = Attempts {
-            entry: head.to_string(),
-            failures,
-            first_attempt,
-            count,
+        // A new step of the schedule: the hook's first failure, or the probe's. Requests that
+        // were already out when the hook began failing only go back in line.
+        let failures = match &mut self.failing {
+            None => 1,
+            Some(f) if sent.probe => f.failures + 1,
+            Some(f) => {
+                tracing::debug!(hook = %self.hook.id, event = %event, reason = %reason, "callback failed while the hook is failing");
+                let failures = f.failures;
+                self.store_failure(failures, &head, request).await;
+                return Step::Next;
+            }
         };
-        if let Err(e) = self.queue.save_attempts(&attempts).await {
-            tracing::warn!(hook = %self.hook.id, error = %e, "cannot store the retry state");
-        }
-        self.attempts = Some(attempts);
+        tracing::warn!(hook = %self.hook.id, event = %event, reason = %reason, attempt = failures, "callback failed");
+        self.store_failure(failures, &head, request).await;
         match self
             .shared
             .policy
@@ -221,7 +329,11 @@ impl Worker {
         {
             Next::RetryAfter(wait) => {
                 m.delivery_retries.inc();
-                self.pause(wait).await;
+                self.failing = Some(Failing {
+                    failures,
+                    retry_at: Instant::now() + wait,
+                    probing: false,
+                });
                 Step::Next
             }
             Next::GiveUp => {
@@ -229,13 +341,19 @@ impl Worker {
                     .with_label_values(&[
                         &self.hook.callback_url,
                         "too many failed attempts",
-                        event_id,
+                        &event,
                     ])
                     .inc();
                 tracing::warn!(hook = %self.hook.id, attempts = failures, "retries exhausted: removing the hook");
                 self.remove("failed").await;
                 Step::Stop
             }
+        }
+    }
+
+    async fn store_failure(&self, failures: u32, head: &str, request: FailedRequest) {
+        if let Err(e) = self.queue.save_failure(failures, head, request).await {
+            tracing::warn!(hook = %self.hook.id, error = %e, "cannot store the retry state");
         }
     }
 
@@ -256,13 +374,38 @@ impl Worker {
                 Ok(_) => return,
                 Err(e) => {
                     tracing::warn!(hook = %self.hook.id, error = %e, "cannot remove the hook yet");
-                    self.pause(delay).await;
-                    if self.shared.draining.is_cancelled() {
-                        return;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.abort.cancelled() => {}
+                        _ = self.shared.draining.cancelled() => return,
                     }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Counts a request in `bbb_webhooks_deliveries_in_flight` for as long as it lives, also when
+/// it is aborted.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.deliveries_in_flight.inc();
+        InFlight(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.deliveries_in_flight.dec();
     }
 }

@@ -10,6 +10,8 @@ pub mod store;
 pub use registry::{CreateOutcome, HookRegistry, HookSet, NewHook, RemoveOutcome};
 pub use store::HookStore;
 
+use std::num::NonZeroUsize;
+
 /// One registered callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hook {
@@ -26,7 +28,13 @@ pub struct Hook {
     /// Creation time (ms), for listing in creation order; `None` for hooks another
     /// implementation wrote.
     pub created_at: Option<u64>,
+    /// Most events in one request (`multiEvent=N` at creation, 1–100); `None`: the global
+    /// `hooks.multiEvent`.
+    pub multi_event: Option<NonZeroUsize>,
 }
+
+/// The largest `multiEvent` a hook may ask for.
+pub const MAX_MULTI_EVENT: usize = 100;
 
 impl Hook {
     /// The hook's own `eventID` filter (the global include/exclude filters are the router's).

@@ -99,6 +99,7 @@ pub struct NewHook {
     pub meeting_id: Option<String>,
     pub event_ids: Option<Vec<String>>,
     pub get_raw: bool,
+    pub multi_event: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug)]
@@ -180,6 +181,7 @@ impl HookRegistry {
                 permanent: true,
                 get_raw: p.get_raw,
                 created_at: Some(crate::time::now_ms()),
+                multi_event: None,
             };
             store.save(&hook).await?;
             hooks.push(hook);
@@ -232,6 +234,7 @@ impl HookRegistry {
             permanent: permanent.is_some(),
             get_raw: new.get_raw,
             created_at: Some(crate::time::now_ms()),
+            multi_event: new.multi_event,
         };
         self.store.save(&hook).await?;
         let hook = Arc::new(hook);
@@ -277,6 +280,7 @@ mod tests {
             permanent: false,
             get_raw: false,
             created_at: None,
+            multi_event: None,
         })
     }
 

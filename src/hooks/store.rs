@@ -2,7 +2,8 @@
 //!
 //! Written fields: `id`, `callbackURL`, `externalMeetingID` (scoped hooks only), `eventID` (a JSON
 //! array string, as 3.x writes it; only when set), `permanent` and `getRaw` (`"true"`/`"false"`),
-//! plus `createdAt` (ours, ms; 3.x ignores it). Read: the same, and also what other versions
+//! plus `createdAt` (ours, ms) and `multiEvent` (ours, only when the hook was created with one);
+//! 3.x ignores both. Read: the same, and also what other versions
 //! wrote: `eventID` as a comma list (2.x), the id in `hookID` (2.x), `getRaw` as `"1"`.
 //! A hash and its set membership are written and removed in one MULTI, so a failure never leaves
 //! half a hook behind.
@@ -109,6 +110,9 @@ pub fn to_fields(hook: &Hook) -> Vec<(&'static str, String)> {
     if let Some(at) = hook.created_at {
         fields.push(("createdAt", at.to_string()));
     }
+    if let Some(n) = hook.multi_event {
+        fields.push(("multiEvent", n.to_string()));
+    }
     fields
 }
 
@@ -141,6 +145,11 @@ pub fn from_fields(member: &str, fields: &HashMap<String, String>) -> Result<Hoo
         permanent: flag("permanent"),
         get_raw: flag("getRaw"),
         created_at: fields.get("createdAt").and_then(|s| s.parse().ok()),
+        // Out of range (written by hand): the global setting applies.
+        multi_event: fields
+            .get("multiEvent")
+            .and_then(|s| s.parse().ok())
+            .filter(|n: &std::num::NonZeroUsize| n.get() <= super::MAX_MULTI_EVENT),
     })
 }
 
@@ -210,12 +219,14 @@ mod tests {
             permanent: true,
             get_raw: true,
             created_at: Some(12),
+            multi_event: std::num::NonZeroUsize::new(20),
         };
         let stored: HashMap<String, String> = to_fields(&hook)
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         assert_eq!(stored["eventID"], r#"["user-left"]"#);
+        assert_eq!(stored["multiEvent"], "20");
         assert_eq!(from_fields("abc", &stored).unwrap(), hook);
     }
 

@@ -5,21 +5,33 @@
 //! the wake-ups of whoever reads a hook's queue. It does not know what an event means (the
 //! enqueuer decides what goes in) nor how it is sent (delivery takes entries out).
 //!
+//! Every entry carries its **lane**: the internal id of the event's meeting, or `""` for events
+//! that name none. The guarantee readers build on it (see [`crate::delivery`]): the entries of
+//! one lane are delivered in the order they were appended; entries of different lanes may be
+//! delivered in parallel and complete in any order. With `hooks.ordering: hook` the reader puts
+//! every entry in one lane, and the hook's entries are delivered strictly in order.
+//!
 //! Algorithm, and why it is at-least-once:
 //! 1. The enqueuer adds every delivery to its hook's stream ([`DeliveryQueue::append`]:
-//!    `XADD … MAXLEN = queueSize`) in one MULTI with the state changes of the same messages, and
-//!    only after Redis took them tells the queue ([`DeliveryQueue::appended`]), which counts
-//!    depth and drops and wakes the hook's reader. Nothing is sent before it is in Redis.
-//! 2. A reader ([`HookQueue`]) reads its stream in order (`XRANGE`), sends the oldest entries,
-//!    and after a success (or a deliberate drop) acknowledges up to the last one it sent. The
-//!    [`Acknowledger`] gathers acknowledgements for a few milliseconds and removes everything up
-//!    to the newest one per hook (`XTRIM MINID`). A crash between the receiver's answer and that
-//!    trim re-sends those entries after a restart: a duplicate, never a gap.
+//!    `XADD … MAXLEN = queueSize * l <lane> e <event id> p <payload>`) in one MULTI with the
+//!    state changes of the same messages, and only after Redis took them tells the queue
+//!    ([`DeliveryQueue::appended`]), which counts depth and drops and wakes the hook's reader.
+//!    Nothing is sent before it is in Redis.
+//! 2. A reader ([`HookQueue`]) reads its stream in order (`XRANGE` after the last id it read),
+//!    keeps a bounded window of entries in memory, and sends them lane by lane. After a success
+//!    (or a deliberate drop) it acknowledges exactly the entries it sent. Acknowledgements
+//!    complete out of order across lanes, so they delete entries one by one: the
+//!    [`Acknowledger`] gathers them for a few milliseconds and sends one `XDEL key id…` per hook.
+//!    What is left in a stream is exactly what is not yet delivered, in order; a restart reads it
+//!    from the start. A crash between the receiver's answer and that `XDEL` re-sends those
+//!    entries after a restart: a duplicate (with the same `webhook-id`), never a gap.
 //! 3. A full stream drops its oldest entry as the new one goes in; [`DeliveryQueue::appended`]
 //!    counts it and warns.
-//! 4. A hook's retry state (attempts so far, first attempt time) for the head of its queue is a
-//!    small hash (`<ownPrefix>:attempt:<hookId>`), written only when an attempt fails, so retries
-//!    keep their schedule and `timestamp` across restarts.
+//! 4. A hook's retry state is a small hash (`<ownPrefix>:attempt:<hookId>`), written only when an
+//!    attempt fails: `failures` (consecutive failed attempts of the hook) and, per failed
+//!    request, `head:<first entry id>` = `<entries>,<first attempt ms>`, so a retry after a
+//!    restart sends the same entries with the same `timestamp`. (Version 0.1 wrote `entry`,
+//!    `count`, `firstAttempt`; they are still read.)
 //!
 //! Removing a hook deletes its stream under the enqueue gate, so an append that routed to the
 //! hook just before it was removed cannot re-create the stream afterwards.
@@ -34,6 +46,7 @@ use redis::{AsyncCommands, Pipeline};
 use tokio::sync::{Notify, RwLock, RwLockReadGuard, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::health::Readiness;
 use crate::keys::Keys;
 use crate::logging::RateLimit;
 use crate::metrics::Metrics;
@@ -48,6 +61,8 @@ static DROPPED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 pub struct Entry {
     /// The stream id (`<ms>-<seq>`): unique in the queue, increasing.
     pub id: String,
+    /// The meeting it belongs to (internal id), `""` for none; absent in entries of 0.1.
+    pub lane: String,
     /// The event id (`user-joined`, …).
     pub event: String,
     /// The JSON to send.
@@ -57,24 +72,31 @@ pub struct Entry {
 impl Entry {
     /// When the entry was queued (ms), from its stream id.
     pub fn enqueued_at(&self) -> u64 {
-        self.id
-            .split('-')
-            .next()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or(0)
+        stream_id_key(&self.id).0
+    }
+
+    /// The stream id as a comparable pair.
+    pub fn key(&self) -> (u64, u64) {
+        stream_id_key(&self.id)
     }
 }
 
-/// Retry state of the entry at the head of a queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempts {
-    /// The stream id of the first entry of the failing request.
-    pub entry: String,
-    pub failures: u32,
+/// What a failed request was, so that its retry is the same request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedRequest {
+    /// How many entries it carried: a retry sends the same ones.
+    pub count: usize,
     /// The `timestamp` form field: time of the first attempt (ms).
     pub first_attempt: u64,
-    /// How many entries the request carried (`multiEvent`): a retry sends the same ones.
-    pub count: usize,
+}
+
+/// A hook's retry state, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryState {
+    /// Consecutive failed attempts of the hook.
+    pub failures: u32,
+    /// Failed requests by the stream id of their first entry.
+    pub requests: HashMap<String, FailedRequest>,
 }
 
 /// What the queue knows of one hook between Redis round trips.
@@ -86,10 +108,10 @@ struct HookState {
     wake: Notify,
 }
 
-/// An acknowledgement: everything up to `entry` in `hook`'s queue is done.
+/// An acknowledgement: these entries of `hook`'s queue are done.
 struct Ack {
     hook: String,
-    entry: String,
+    entries: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -100,6 +122,7 @@ pub struct DeliveryQueue {
     gate: Arc<RwLock<()>>,
     hooks: Arc<StdRwLock<HashMap<String, Arc<HookState>>>>,
     metrics: Arc<Metrics>,
+    readiness: Readiness,
     acks: mpsc::UnboundedSender<Ack>,
 }
 
@@ -110,6 +133,7 @@ impl DeliveryQueue {
         keys: Keys,
         max_len: usize,
         metrics: Arc<Metrics>,
+        readiness: Readiness,
     ) -> (DeliveryQueue, Acknowledger) {
         let (acks, rx) = mpsc::unbounded_channel();
         let queue = DeliveryQueue {
@@ -119,6 +143,7 @@ impl DeliveryQueue {
             gate: Arc::new(RwLock::new(())),
             hooks: Default::default(),
             metrics,
+            readiness,
             acks,
         };
         let acknowledger = Acknowledger {
@@ -173,13 +198,22 @@ impl DeliveryQueue {
 
     /// Adds the append of one delivery to `pipe`. Once Redis has taken `pipe`, report the
     /// appends with [`DeliveryQueue::appended`].
-    pub fn append(&self, pipe: &mut Pipeline, hook_id: &str, event_id: &str, payload: &str) {
+    pub fn append(
+        &self,
+        pipe: &mut Pipeline,
+        hook_id: &str,
+        lane: &str,
+        event_id: &str,
+        payload: &str,
+    ) {
         pipe.cmd("XADD")
             .arg(self.keys.queue(hook_id))
             .arg("MAXLEN")
             .arg("=")
             .arg(self.max_len)
             .arg("*")
+            .arg("l")
+            .arg(lane)
             .arg("e")
             .arg(event_id)
             .arg("p")
@@ -201,6 +235,7 @@ impl DeliveryQueue {
                     .queue_dropped
                     .with_label_values(&[hook])
                     .inc_by(dropped as u64);
+                self.readiness.add_dropped(dropped as u64);
                 if let Some(held_back) = DROPPED_LOG.check() {
                     tracing::warn!(hook = %hook, dropped, queue_size = max, similar_held_back = held_back, "queue full: dropped the oldest events");
                 }
@@ -251,14 +286,12 @@ impl DeliveryQueue {
             .collect())
     }
 
-    /// Trims `hook`'s stream up to and including `upto` and lowers its depth accordingly.
-    async fn trim(&self, hook_id: &str, upto: &str) -> redis::RedisResult<()> {
+    /// Deletes delivered entries from `hook`'s stream and lowers its depth accordingly.
+    async fn remove_entries(&self, hook_id: &str, ids: &[String]) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        let removed: i64 = redis::cmd("XTRIM")
+        let removed: i64 = redis::cmd("XDEL")
             .arg(self.keys.queue(hook_id))
-            .arg("MINID")
-            .arg("=")
-            .arg(next_id(upto))
+            .arg(ids)
             .query_async(&mut conn)
             .await?;
         // A hook deleted meanwhile has no state left to lower.
@@ -307,6 +340,7 @@ impl HookQueue {
             .into_iter()
             .map(|(id, mut fields)| Entry {
                 id,
+                lane: text(fields.remove("l")),
                 event: text(fields.remove("e")),
                 payload: text(fields.remove("p")),
             })
@@ -318,47 +352,93 @@ impl HookQueue {
         self.state.wake.notified().await
     }
 
-    /// Everything up to and including `entry` is done; removed from Redis shortly.
-    pub fn ack(&self, entry: String) {
+    /// These entries are done; removed from Redis shortly.
+    pub fn ack(&self, entries: Vec<String>) {
         // The acknowledger only stops after the last reader: a send cannot fail before then,
         // and an acknowledgement lost after it is a duplicate at the next start, never a gap.
         let _ = self.queue.acks.send(Ack {
             hook: self.hook.clone(),
-            entry,
+            entries,
         });
     }
 
-    pub async fn load_attempts(&self) -> redis::RedisResult<Option<Attempts>> {
+    pub async fn load_retry_state(&self) -> redis::RedisResult<RetryState> {
         let mut conn = self.queue.conn.clone();
         let h: HashMap<String, String> = conn.hgetall(self.queue.keys.attempt(&self.hook)).await?;
-        Ok((|| {
-            Some(Attempts {
-                entry: h.get("entry")?.clone(),
-                failures: h.get("failures")?.parse().ok()?,
-                first_attempt: h.get("firstAttempt")?.parse().ok()?,
-                count: h.get("count").and_then(|c| c.parse().ok()).unwrap_or(1),
-            })
-        })())
+        Ok(retry_state_from(&h))
     }
 
-    pub async fn save_attempts(&self, a: &Attempts) -> redis::RedisResult<()> {
+    /// Records a failed request (and the hook's failure count).
+    pub async fn save_failure(
+        &self,
+        failures: u32,
+        head: &str,
+        request: FailedRequest,
+    ) -> redis::RedisResult<()> {
         let mut conn = self.queue.conn.clone();
         conn.hset_multiple::<_, _, _, ()>(
             self.queue.keys.attempt(&self.hook),
             &[
-                ("entry", a.entry.clone()),
-                ("failures", a.failures.to_string()),
-                ("firstAttempt", a.first_attempt.to_string()),
-                ("count", a.count.to_string()),
+                ("failures".to_string(), failures.to_string()),
+                (
+                    format!("head:{head}"),
+                    format!("{},{}", request.count, request.first_attempt),
+                ),
             ],
         )
         .await
     }
 
-    pub async fn clear_attempts(&self) -> redis::RedisResult<()> {
+    /// Forgets a failed request that went through at last; with `recovered`, the hook's
+    /// failure count too.
+    pub async fn clear_failure(&self, head: &str, recovered: bool) -> redis::RedisResult<()> {
         let mut conn = self.queue.conn.clone();
-        conn.del::<_, ()>(self.queue.keys.attempt(&self.hook)).await
+        let key = self.queue.keys.attempt(&self.hook);
+        let mut fields = vec![format!("head:{head}")];
+        if recovered {
+            fields.extend(["failures", "entry", "count", "firstAttempt"].map(String::from));
+        }
+        conn.hdel::<_, _, ()>(key, fields).await
     }
+}
+
+/// Reads the retry hash, in this version's layout or 0.1's.
+fn retry_state_from(h: &HashMap<String, String>) -> RetryState {
+    let mut state = RetryState {
+        failures: h.get("failures").and_then(|f| f.parse().ok()).unwrap_or(0),
+        requests: HashMap::new(),
+    };
+    for (field, value) in h {
+        let Some(head) = field.strip_prefix("head:") else {
+            continue;
+        };
+        let Some((count, first)) = value.split_once(',') else {
+            continue;
+        };
+        if let (Ok(count), Ok(first_attempt)) = (count.parse(), first.parse()) {
+            state.requests.insert(
+                head.to_string(),
+                FailedRequest {
+                    count,
+                    first_attempt,
+                },
+            );
+        }
+    }
+    if let (Some(entry), Some(first_attempt)) = (
+        h.get("entry"),
+        h.get("firstAttempt").and_then(|f| f.parse().ok()),
+    ) {
+        let count = h.get("count").and_then(|c| c.parse().ok()).unwrap_or(1);
+        state
+            .requests
+            .entry(entry.clone())
+            .or_insert(FailedRequest {
+                count,
+                first_attempt,
+            });
+    }
+    state
 }
 
 /// Coalesces acknowledgements per hook and trims the streams: a busy hook costs one Redis
@@ -372,7 +452,7 @@ impl Acknowledger {
     /// Runs until `stop` is cancelled, then writes what it still has (trying for up to
     /// `final_grace`) and returns. Cancel `stop` only after the last reader has stopped.
     pub async fn run(mut self, stop: CancellationToken, final_grace: Duration) {
-        let mut pending: HashMap<String, String> = HashMap::new();
+        let mut pending: HashMap<String, Vec<String>> = HashMap::new();
         let mut batch = Vec::with_capacity(256);
         loop {
             if pending.is_empty() {
@@ -385,7 +465,7 @@ impl Acknowledger {
                 tokio::time::sleep(ACK_PERIOD).await;
             }
             self.take(&mut pending, &mut batch);
-            if !self.trim(&mut pending).await {
+            if !self.remove(&mut pending).await {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stop.cancelled() => break,
@@ -395,7 +475,7 @@ impl Acknowledger {
         // The last acknowledgements: whatever arrived, written while Redis lets us.
         let deadline = tokio::time::Instant::now() + final_grace;
         self.take(&mut pending, &mut batch);
-        while !self.trim(&mut pending).await && tokio::time::Instant::now() < deadline {
+        while !self.remove(&mut pending).await && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if !pending.is_empty() {
@@ -406,28 +486,23 @@ impl Acknowledger {
         }
     }
 
-    /// Moves whatever is waiting in the channel into `pending`, newest entry per hook.
-    fn take(&mut self, pending: &mut HashMap<String, String>, batch: &mut Vec<Ack>) {
+    /// Moves whatever is waiting in the channel into `pending`, by hook.
+    fn take(&mut self, pending: &mut HashMap<String, Vec<String>>, batch: &mut Vec<Ack>) {
         while let Ok(a) = self.rx.try_recv() {
             batch.push(a);
         }
         for ack in batch.drain(..) {
-            let newer = pending
-                .get(&ack.hook)
-                .is_none_or(|old| stream_id_key(&ack.entry) > stream_id_key(old));
-            if newer {
-                pending.insert(ack.hook, ack.entry);
-            }
+            pending.entry(ack.hook).or_default().extend(ack.entries);
         }
     }
 
-    /// Trims every pending hook; false when some could not be trimmed (they stay pending).
-    async fn trim(&self, pending: &mut HashMap<String, String>) -> bool {
+    /// Deletes every pending entry; false when some could not be deleted (they stay pending).
+    async fn remove(&self, pending: &mut HashMap<String, Vec<String>>) -> bool {
         let mut ok = true;
-        for (hook, entry) in pending.drain().collect::<Vec<_>>() {
-            if let Err(e) = self.queue.trim(&hook, &entry).await {
+        for (hook, ids) in pending.drain().collect::<Vec<_>>() {
+            if let Err(e) = self.queue.remove_entries(&hook, &ids).await {
                 tracing::warn!(hook = %hook, error = %e, "cannot acknowledge deliveries yet; retrying");
-                pending.insert(hook, entry);
+                pending.insert(hook, ids);
                 ok = false;
             }
         }
@@ -438,17 +513,6 @@ impl Acknowledger {
 fn text(v: Option<Vec<u8>>) -> String {
     v.map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
-}
-
-/// The smallest stream id after `id` (`5-3` → `5-4`).
-pub fn next_id(id: &str) -> String {
-    match id.split_once('-') {
-        Some((ms, seq)) => match seq.parse::<u64>() {
-            Ok(s) => format!("{ms}-{}", s + 1),
-            Err(_) => id.to_string(),
-        },
-        None => format!("{id}-1"),
-    }
 }
 
 /// `<ms>-<seq>` as a comparable pair.
@@ -462,15 +526,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_increase() {
-        assert_eq!(next_id("1700000000000-0"), "1700000000000-1");
-        assert_eq!(next_id("5-41"), "5-42");
+    fn entry_times_come_from_their_ids() {
         let e = Entry {
             id: "1700000000123-4".into(),
+            lane: String::new(),
             event: "x".into(),
             payload: "{}".into(),
         };
         assert_eq!(e.enqueued_at(), 1700000000123);
+        assert_eq!(e.key(), (1700000000123, 4));
+    }
+
+    #[test]
+    fn retry_state_in_both_layouts() {
+        let h: HashMap<String, String> = [
+            ("failures", "3"),
+            ("head:5-1", "20,1700"),
+            ("head:bad", "x"),
+            ("entry", "4-0"),
+            ("count", "2"),
+            ("firstAttempt", "1600"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = retry_state_from(&h);
+        assert_eq!(s.failures, 3);
+        assert_eq!(
+            s.requests["5-1"],
+            FailedRequest {
+                count: 20,
+                first_attempt: 1700
+            }
+        );
+        assert_eq!(
+            s.requests["4-0"],
+            FailedRequest {
+                count: 2,
+                first_attempt: 1600
+            }
+        );
+        assert_eq!(s.requests.len(), 2);
+        assert_eq!(retry_state_from(&HashMap::new()), RetryState::default());
     }
 
     #[test]

@@ -454,7 +454,9 @@ async fn standard_webhooks_signature_when_configured() {
 
 #[tokio::test]
 async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
-    // The receiver holds the first request: everything else piles up in the queue.
+    // The receiver holds the first request: everything else piles up. The worker keeps a window
+    // of up to 1,024 entries in memory (those are delivered); beyond it the stream is capped.
+    const N: usize = 1500;
     let gate = Arc::new(Notify::new());
     let rx = Receiver::with({
         let gate = gate.clone();
@@ -468,34 +470,49 @@ async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
     })
     .await;
     let env = Env::new("dl-full")
-        .with("hooks.queueSize", json!(5))
+        .with("hooks.queueSize", json!(50))
+        .with("hooks.multiEvent", json!(100))
         .with("hooks.requestTimeout", json!(WAIT.as_millis() as u64));
     let app = env.start().await;
     let id = app.create_hook(&rx.url("/full"), "").await;
-    env.publish(&[chat("int-f", "w_1", "m00")]).await;
+    env.publish(&[chat("int-f", "w_1", "m0000")]).await;
     rx.wait_for("/full", 1, WAIT).await;
-    let messages: Vec<String> = (1..=20)
-        .map(|i| chat("int-f", "w_1", &format!("m{i:02}")))
+    let messages: Vec<String> = (1..=N)
+        .map(|i| chat("int-f", "w_1", &format!("m{i:04}")))
         .collect();
     env.publish(&messages).await;
-    assert!(queued_up_to(&env, &id, "m20").await, "all of them went in");
+    let newest = format!("m{N:04}");
+    assert!(
+        queued_up_to(&env, &id, &newest).await,
+        "all of them went in"
+    );
     gate.notify_one();
     let delivered = eventually(WAIT, || async {
-        rx.events_on("/full").iter().any(|e| chat_text(e) == "m20")
+        rx.events_on("/full").iter().any(|e| chat_text(e) == newest)
     })
     .await;
     assert!(delivered);
     let texts: Vec<String> = rx.events_on("/full").iter().map(chat_text).collect();
-    // The newest five survive, in order; what the worker had already read may come too.
-    assert_eq!(texts.first().map(String::as_str), Some("m00"));
+    assert_eq!(texts.first().map(String::as_str), Some("m0000"));
+    let want_tail: Vec<String> = (N - 49..=N).map(|i| format!("m{i:04}")).collect();
     assert_eq!(
-        &texts[texts.len() - 5..],
-        ["m16", "m17", "m18", "m19", "m20"]
+        &texts[texts.len() - 50..],
+        want_tail,
+        "the newest 50 survive"
     );
-    assert!(texts.len() < 21, "some were dropped: {texts:?}");
+    assert!(texts.len() < N + 1, "some were dropped: {}", texts.len());
+    assert!(
+        texts.windows(2).all(|w| w[0] < w[1]),
+        "in order, no repeats"
+    );
     let m = app.app.metrics.render();
     let dropped = format!("bbb_webhooks_queue_dropped_total{{hook=\"{id}\"}}");
     assert!(m.contains(&dropped), "{m}");
+    let (_, ready) = app.get("/ready").await;
+    assert!(
+        ready.contains(r#""droppedEvents":"#),
+        "a hint in /ready: {ready}"
+    );
     app.stop().await;
 }
 

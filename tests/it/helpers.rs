@@ -350,7 +350,7 @@ impl Reply {
     }
 }
 
-type Behavior = Arc<dyn Fn(&str, usize) -> Reply + Send + Sync>;
+type Behavior = Arc<dyn Fn(&Received, usize) -> Reply + Send + Sync>;
 
 struct ReceiverState {
     received: Mutex<Vec<Received>>,
@@ -373,6 +373,13 @@ impl Receiver {
 
     /// `behavior(path, n)` decides the answer to the n-th request on `path`.
     pub async fn with(behavior: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Receiver {
+        Receiver::with_request(move |r, n| behavior(r.uri.split('?').next().unwrap_or(""), n)).await
+    }
+
+    /// `behavior(request, n)` decides the answer to the n-th request on the request's path.
+    pub async fn with_request(
+        behavior: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         Receiver::on(listener, Arc::new(behavior)).await
     }
@@ -457,23 +464,24 @@ async fn record(
     body: Bytes,
 ) -> axum::response::Response {
     let path = uri.path().to_string();
+    let request = Received {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
+    };
     let n = {
         let mut r = state.received.lock().unwrap();
         let n = r
             .iter()
             .filter(|x| x.uri.split('?').next() == Some(&path))
             .count();
-        r.push(Received {
-            method: method.to_string(),
-            uri: uri.to_string(),
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            at: Instant::now(),
-        });
+        r.push(request.clone());
         n
     };
     state.notify.notify_waiters();
-    let reply = (state.behavior)(&path, n);
+    let reply = (state.behavior)(&request, n);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }

@@ -9,6 +9,7 @@ mod delivery;
 mod docs;
 mod fixtures;
 mod helpers;
+mod lanes;
 mod ops;
 mod pipeline;
 mod private_redis;
