@@ -581,13 +581,22 @@ mod tests {
     use std::collections::BTreeSet;
 
     /// What a real server would publish: every message maps (none unknown or malformed), and
-    /// every family of events shows up.
+    /// every family of events shows up, whatever the number of users.
     #[test]
     fn every_simulated_message_maps_to_its_event() {
-        for generation in [Generation::V1, Generation::V2, Generation::V3] {
+        for (generation, users) in [Generation::V1, Generation::V2, Generation::V3]
+            .into_iter()
+            .flat_map(|g| [(g, 4), (g, 5)])
+        {
             let mut mapper = Mapper::default();
             let mut ids = BTreeSet::new();
-            for p in script(generation, 4, true, 0) {
+            let script = script(generation, users, true, 0);
+            assert!(
+                script.len() > 20,
+                "{generation:?}: {} messages",
+                script.len()
+            );
+            for p in script {
                 let events = mapper
                     .map(p.message.as_bytes(), 1)
                     .unwrap_or_else(|e| panic!("{generation:?}: {e}: {}", p.message));
