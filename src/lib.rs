@@ -24,7 +24,6 @@
 
 pub mod api;
 pub mod app;
-pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod event;

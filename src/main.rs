@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bbb_webhooks::config::{self, ConfigSources};
-use bbb_webhooks::{app, cli, logging};
+use bbb_webhooks::{app, logging};
+
+mod cmd;
 
 #[derive(Parser)]
 #[command(
@@ -57,7 +59,7 @@ enum Command {
         json: bool,
         /// Message shapes of this BigBlueButton generation.
         #[arg(long, value_enum, default_value = "3.0")]
-        shape: cli::simulate::Generation,
+        shape: cmd::simulate::Generation,
     },
     /// Publish a realistic BigBlueButton meeting on Redis, as a server would.
     Simulate {
@@ -73,7 +75,7 @@ enum Command {
         pace_ms: u64,
         /// Message shapes of this BigBlueButton generation.
         #[arg(long, value_enum, default_value = "3.0")]
-        shape: cli::simulate::Generation,
+        shape: cmd::simulate::Generation,
         /// Publish everything on this channel instead of BigBlueButton's own channels.
         #[arg(long)]
         channel: Option<String>,
@@ -180,7 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check,
         } => {
             let loaded = config::load(&ConfigSources::from_process(cli.config))?;
-            cli::config_check::print(&loaded, &mut std::io::stdout().lock())?;
+            cmd::config_check::print(&loaded, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
@@ -188,17 +190,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             shape,
         } => {
-            let options = cli::demo::DemoOptions {
+            let options = cmd::demo::DemoOptions {
                 redis_url,
                 json,
                 generation: shape,
                 ..Default::default()
             };
-            let out: cli::demo::Output =
+            let out: cmd::demo::Output =
                 std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let summary = runtime.block_on(cli::demo::run(options, out))?;
+            let summary = runtime.block_on(cmd::demo::run(options, out))?;
             Ok(if summary.failed_checks == 0 && summary.events > 0 {
                 ExitCode::SUCCESS
             } else {
@@ -214,7 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             channel,
             no_recording,
         } => {
-            let options = cli::simulate::SimulateOptions {
+            let options = cmd::simulate::SimulateOptions {
                 meetings,
                 users,
                 pace: std::time::Duration::from_millis(pace_ms),
@@ -230,16 +232,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut conn = client
                     .get_multiplexed_async_connection()
                     .await
-                    .with_context(|| cli::demo::no_redis_help(&redis_url))?;
+                    .with_context(|| cmd::demo::no_redis_help(&redis_url))?;
                 let sent =
-                    cli::simulate::run(&mut conn, &options, |line| eprintln!("{line}")).await?;
+                    cmd::simulate::run(&mut conn, &options, |line| eprintln!("{line}")).await?;
                 eprintln!("published {sent} messages");
                 anyhow::Ok(ExitCode::SUCCESS)
             })
         }
         Command::Hooks { api_url, command } => {
             let loaded = config::load(&ConfigSources::from_process(cli.config))?;
-            let client = cli::admin::AdminClient::new(&loaded.settings, api_url);
+            let client = cmd::hooks::AdminClient::new(&loaded.settings, api_url);
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(hooks_command(&client, command))
@@ -265,12 +267,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             println!(
                 "{}",
-                cli::checksum::sign_url(&url, &api_path, &secret, algorithm)?
+                cmd::checksum::sign_url(&url, &api_path, &secret, algorithm)?
             );
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            let options = cli::bench::BenchOptions {
+            let options = cmd::bench::BenchOptions {
                 events: args.events,
                 rate: args.rate,
                 hooks: args.hooks,
@@ -282,7 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let report = runtime.block_on(cli::bench::run(options))?;
+            let report = runtime.block_on(cmd::bench::run(options))?;
             println!("{report}");
             Ok(if report.lost == 0 {
                 ExitCode::SUCCESS
@@ -292,9 +294,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Map { file, per_message } => {
             let layout = if per_message {
-                cli::map::Layout::PerMessage
+                cmd::map::Layout::PerMessage
             } else {
-                cli::map::Layout::Events
+                cmd::map::Layout::Events
             };
             let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
             let (mut out, mut err) = (stdout.lock(), stderr.lock());
@@ -302,9 +304,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(path) => {
                     let f = std::fs::File::open(&path)
                         .with_context(|| format!("cannot open {}", path.display()))?;
-                    cli::map::run(&mut std::io::BufReader::new(f), &mut out, &mut err, layout)?
+                    cmd::map::run(&mut std::io::BufReader::new(f), &mut out, &mut err, layout)?
                 }
-                None => cli::map::run(&mut std::io::stdin().lock(), &mut out, &mut err, layout)?,
+                None => cmd::map::run(&mut std::io::stdin().lock(), &mut out, &mut err, layout)?,
             };
             Ok(if failures == 0 {
                 ExitCode::SUCCESS
@@ -316,7 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn hooks_command(
-    client: &cli::admin::AdminClient,
+    client: &cmd::hooks::AdminClient,
     command: HooksCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
@@ -325,7 +327,7 @@ async fn hooks_command(
             if json {
                 println!("{}", serde_json::to_string_pretty(&hooks)?);
             } else {
-                print!("{}", cli::admin::table(&hooks));
+                print!("{}", cmd::hooks::table(&hooks));
             }
         }
         HooksCommand::Create {

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::simulate::{self, Generation, SimulateOptions};
-use crate::app;
-use crate::config::{ChecksumAlgorithm, LoadedConfig};
+use bbb_webhooks::app;
+use bbb_webhooks::config::{ChecksumAlgorithm, LoadedConfig};
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -212,13 +212,16 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
         let _ = axum::serve(listener, router).await;
     });
 
-    let admin = super::admin::AdminClient::at(&format!("http://{}", service.api_addr), &secret);
+    let admin = super::hooks::AdminClient::at(&format!("http://{}", service.api_addr), &secret);
     let (hook, _) = admin
         .create(&url, None, None, false)
         .await
         .context("cannot register the demo hook")?;
     if !options.json {
-        say(&out, &format!("bbb-webhooks {} demo", crate::VERSION));
+        say(
+            &out,
+            &format!("bbb-webhooks {} demo", bbb_webhooks::VERSION),
+        );
         say(
             &out,
             &format!("  service: hooks API on http://{}", service.api_addr),

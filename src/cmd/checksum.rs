@@ -3,8 +3,8 @@
 
 use anyhow::{Context, bail};
 
-use crate::api::checksum;
-use crate::config::ChecksumAlgorithm;
+use bbb_webhooks::api::checksum;
+use bbb_webhooks::config::ChecksumAlgorithm;
 
 /// `url` with `checksum=…` for its call and query (an existing checksum is replaced).
 pub fn sign_url(

@@ -123,7 +123,7 @@ fn new_meeting(n: usize, users: usize, now: u64) -> Meeting {
 
 /// Every message of one meeting, in order.
 pub fn script(generation: Generation, users: usize, recording: bool, n: usize) -> Vec<Publication> {
-    let now = crate::time::now_ms();
+    let now = bbb_webhooks::time::now_ms();
     let m = new_meeting(n, users, now);
     match generation {
         Generation::V1 => v1_script(&m, recording),
@@ -577,7 +577,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::Mapper;
+    use bbb_webhooks::mapping::Mapper;
     use std::collections::BTreeSet;
 
     /// What a real server would publish: every message maps (none unknown or malformed), and

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::config::LoadedConfig;
+use bbb_webhooks::config::LoadedConfig;
 
 /// Writes one line per setting (`key = value  (source)`), then the notes.
 pub fn print(config: &LoadedConfig, out: &mut dyn Write) -> std::io::Result<()> {

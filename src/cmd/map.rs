@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, Write};
 
-use crate::mapping::Mapper;
+use bbb_webhooks::mapping::Mapper;
 
 /// How `map` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub fn run(
         if trimmed.is_empty() {
             continue;
         }
-        let events = match mapper.map(trimmed, crate::time::now_ms()) {
+        let events = match mapper.map(trimmed, bbb_webhooks::time::now_ms()) {
             Ok(events) => events,
             Err(e) => {
                 failures += 1;

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::api::checksum;
-use crate::config::{ChecksumAlgorithm, Settings};
+use bbb_webhooks::api::checksum;
+use bbb_webhooks::config::{ChecksumAlgorithm, Settings};
 
 /// A hook as `hooks/list` describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn list_answers_parse_back() {
-        let hooks = [crate::hooks::Hook {
+        let hooks = [bbb_webhooks::hooks::Hook {
             id: "1".into(),
             callback_url: "http://x/a]]>b&c".into(),
             meeting_id: Some("m<1>".into()),
@@ -227,7 +227,7 @@ mod tests {
             get_raw: false,
             created_at: None,
         }];
-        let xml = crate::api::xml::list(hooks.iter());
+        let xml = bbb_webhooks::api::xml::list(hooks.iter());
         let parsed = parse_list(&xml);
         assert_eq!(
             parsed,

@@ -41,8 +41,6 @@ pub struct BenchOptions {
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     pub options: BenchOptions,
-    pub expected: usize,
-    pub requests: usize,
     pub delivered: usize,
     pub lost: usize,
     pub duplicates: usize,
@@ -177,7 +175,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     let base = format!("http://127.0.0.1:{api_port}");
     let http = reqwest::Client::new();
     wait_ready(&http, &base).await?;
-    let admin = super::admin::AdminClient::at(&base, &secret);
+    let admin = super::hooks::AdminClient::at(&base, &secret);
     for i in 0..options.hooks {
         admin
             .create(&format!("http://{receiver_addr}/h/{i}"), None, None, false)
@@ -243,7 +241,7 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
 /// Sequence number 0 is the meeting; then joins (odd) and chats (even).
 fn workload(n: usize) -> Vec<String> {
     let meeting = "183f0bf3a0982a127bdb8161e0c44eb696b3e75c-1700000000000";
-    let now = crate::time::now_ms();
+    let now = bbb_webhooks::time::now_ms();
     let mut out = Vec::with_capacity(n + 1);
     out.push(json!({"envelope":{"name":"MeetingCreatedEvtMsg","routing":{"sender":"bbb-apps-akka"},"timestamp":now},
         "core":{"header":{"name":"MeetingCreatedEvtMsg"},"body":{"props":{"meetingProp":{"name":"Bench","extId":"bench","intId":meeting,"isBreakout":false},
@@ -361,7 +359,6 @@ fn analyse(
     let mut reordered = 0;
     let mut max_seen: HashMap<usize, usize> = HashMap::new();
     let mut last_receipt = started;
-    let requests = receipts.len();
     for (hook, body, at) in &receipts {
         last_receipt = last_receipt.max(*at);
         for seq in events_in(body) {
@@ -405,8 +402,6 @@ fn analyse(
         );
     }
     BenchReport {
-        expected,
-        requests,
         delivered: first.len(),
         lost: expected.saturating_sub(first.len()),
         duplicates,
