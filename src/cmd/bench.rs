@@ -7,10 +7,14 @@
 //! rate, and waits for every delivery. Reports deliveries/s, publish→receipt latency
 //! (p50/p99/max, first receipt of each event on each hook), lost, duplicated and reordered
 //! deliveries, and the service's CPU time and peak RSS.
+//!
+//! It owns the subcommand's arguments, the workload, the receiver and the analysis. It does not
+//! look inside the service: it runs it as a separate process, configured by a file, and talks to
+//! it only through Redis, its hooks API (`hooks`' client) and the callbacks.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,39 +24,55 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone)]
-pub struct BenchOptions {
-    /// Messages after the meeting creation.
-    pub events: usize,
+#[derive(clap::Args)]
+pub struct Args {
+    /// Messages to publish after the meeting creation (a join and a chat message, alternately).
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
     /// Messages per second; 0 publishes as fast as Redis takes them.
-    pub rate: u64,
-    pub hooks: usize,
-    pub redis_url: String,
-    pub multi_event: usize,
-    /// `hooks.queueSize` of the service under test: by default large enough for the whole burst
-    /// (the default bound, 10,000 per hook, drops the oldest of a larger burst, by design).
-    pub queue_size: Option<usize>,
-    /// The binary to run (`serve`); this one by default.
-    pub binary: Option<PathBuf>,
-    /// Give up waiting when nothing arrives for this long.
-    pub idle_timeout: Duration,
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Global hooks, each with its own receiver path.
+    #[arg(long, default_value_t = 1)]
+    hooks: usize,
+    /// `hooks.multiEvent` of the service under test.
+    #[arg(long, default_value_t = 1)]
+    multi_event: usize,
+    /// `hooks.queueSize` of the service under test; by default the whole burst fits.
+    #[arg(long)]
+    queue_size: Option<usize>,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Give up when no delivery arrives for this many seconds.
+    #[arg(long, default_value_t = 20)]
+    idle_timeout: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct BenchReport {
-    pub options: BenchOptions,
-    pub delivered: usize,
-    pub lost: usize,
-    pub duplicates: usize,
-    pub reordered: usize,
-    pub elapsed: Duration,
-    pub latency_ms: (f64, f64, f64),
-    pub cpu_seconds: f64,
-    pub peak_rss_mib: f64,
+/// Prints the report; exit status 3 when deliveries were lost.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let report = measure(args).await?;
+    println!("{report}");
+    Ok(if report.lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+struct BenchReport {
+    options: Args,
+    delivered: usize,
+    lost: usize,
+    duplicates: usize,
+    reordered: usize,
+    elapsed: Duration,
+    latency_ms: (f64, f64, f64),
+    cpu_seconds: f64,
+    peak_rss_mib: f64,
 }
 
 impl BenchReport {
-    pub fn deliveries_per_second(&self) -> f64 {
+    fn deliveries_per_second(&self) -> f64 {
         self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -122,7 +142,7 @@ async fn receive(
     ""
 }
 
-pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
+async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("bench:{}", &id[..10]);
     let channel = format!("{prefix}:channel");
@@ -159,10 +179,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
         "log": {"level": "warn"}
     });
     std::fs::write(&config, serde_json::to_string_pretty(&tree)?)?;
-    let binary = match &options.binary {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?,
-    };
+    let binary = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(&binary)
         .args(["serve", "--config"])
         .arg(&config)
@@ -193,6 +210,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
 
     // Wait for everything, or for silence.
     let expected = options.hooks * messages.len();
+    let idle_timeout = Duration::from_secs(options.idle_timeout);
     let mut last_count = 0;
     let mut last_change = Instant::now();
     loop {
@@ -204,7 +222,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
         if n != last_count {
             last_count = n;
             last_change = Instant::now();
-        } else if last_change.elapsed() > options.idle_timeout {
+        } else if last_change.elapsed() > idle_timeout {
             break;
         }
     }
@@ -346,7 +364,7 @@ fn events_in(body: &[u8]) -> Vec<usize> {
 }
 
 fn analyse(
-    options: BenchOptions,
+    options: Args,
     receipts: Vec<Receipt>,
     published: &[Instant],
     started: Instant,

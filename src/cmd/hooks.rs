@@ -1,29 +1,115 @@
 //! `bbb-webhooks hooks list|create|destroy`: the hooks API of a running service, signed with the
 //! configured secret; a table for people, `--json` for scripts.
+//!
+//! It owns the subcommand's arguments and [`AdminClient`], the client of the hooks API that
+//! `demo` and `bench` use too. It does not know the registry: it only talks to the API
+//! ([`bbb_webhooks::api`]) over HTTP.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 
 use bbb_webhooks::api::checksum;
-use bbb_webhooks::config::{ChecksumAlgorithm, Settings};
+use bbb_webhooks::config::{self, ChecksumAlgorithm, ConfigSources, Settings};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The service's address; default http://<api.bind>:<api.port> from the configuration.
+    #[arg(long, global = true)]
+    api_url: Option<String>,
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(clap::Subcommand)]
+enum Action {
+    /// List the registered hooks.
+    List {
+        /// Only global hooks and those of this meeting (external id).
+        #[arg(long)]
+        meeting_id: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a hook.
+    Create {
+        url: String,
+        /// Only events of this meeting (external id).
+        #[arg(long)]
+        meeting_id: Option<String>,
+        /// Only these event ids (comma list).
+        #[arg(long)]
+        events: Option<String>,
+        /// Receive the raw BigBlueButton messages.
+        #[arg(long)]
+        raw: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a hook.
+    Destroy { id: String },
+}
+
+pub async fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(&ConfigSources::from_process(config_file))?;
+    let client = AdminClient::new(&loaded.settings, args.api_url);
+    match args.command {
+        Action::List { meeting_id, json } => {
+            let hooks = client.list(meeting_id.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hooks)?);
+            } else {
+                print!("{}", table(&hooks));
+            }
+        }
+        Action::Create {
+            url,
+            meeting_id,
+            events,
+            raw,
+            json,
+        } => {
+            let (id, existed) = client
+                .create(&url, meeting_id.as_deref(), events.as_deref(), raw)
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"hookID": id, "duplicate": existed})
+                );
+            } else if existed {
+                println!("already registered: {id}");
+            } else {
+                println!("created: {id}");
+            }
+        }
+        Action::Destroy { id } => {
+            client.destroy(&id).await?;
+            println!("removed: {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// A hook as `hooks/list` describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ListedHook {
+struct ListedHook {
     #[serde(rename = "hookID")]
-    pub hook_id: String,
+    hook_id: String,
     #[serde(rename = "callbackURL")]
-    pub callback_url: String,
+    callback_url: String,
     #[serde(rename = "meetingID", skip_serializing_if = "Option::is_none")]
-    pub meeting_id: Option<String>,
+    meeting_id: Option<String>,
     #[serde(rename = "eventID", skip_serializing_if = "Option::is_none")]
-    pub event_ids: Option<String>,
+    event_ids: Option<String>,
     #[serde(rename = "permanentHook")]
-    pub permanent: bool,
+    permanent: bool,
     #[serde(rename = "rawData")]
-    pub raw: bool,
+    raw: bool,
 }
 
 /// Talks to one service.
@@ -35,7 +121,7 @@ pub struct AdminClient {
 
 impl AdminClient {
     /// `api_url` overrides the address from the settings (`http://<api.bind>:<api.port>`).
-    pub fn new(settings: &Settings, api_url: Option<String>) -> Self {
+    fn new(settings: &Settings, api_url: Option<String>) -> Self {
         let bind = match settings.api.bind.as_str() {
             "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
             b if b.contains(':') => format!("[{b}]"),
@@ -89,7 +175,7 @@ impl AdminClient {
         Ok(answer)
     }
 
-    pub async fn list(&self, meeting_id: Option<&str>) -> anyhow::Result<Vec<ListedHook>> {
+    async fn list(&self, meeting_id: Option<&str>) -> anyhow::Result<Vec<ListedHook>> {
         let params: Vec<(&str, &str)> = meeting_id
             .map(|m| vec![("meetingID", m)])
             .unwrap_or_default();
@@ -120,7 +206,7 @@ impl AdminClient {
         Ok((id, answer.contains("duplicateWarning")))
     }
 
-    pub async fn destroy(&self, id: &str) -> anyhow::Result<()> {
+    async fn destroy(&self, id: &str) -> anyhow::Result<()> {
         self.call("destroy", &[("hookID", id)]).await.map(|_| ())
     }
 }
@@ -147,7 +233,7 @@ fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
-pub fn parse_list(xml: &str) -> Vec<ListedHook> {
+fn parse_list(xml: &str) -> Vec<ListedHook> {
     xml.split("<hook>")
         .skip(1)
         .filter_map(|h| {
@@ -165,7 +251,7 @@ pub fn parse_list(xml: &str) -> Vec<ListedHook> {
 }
 
 /// A plain table, one hook per line.
-pub fn table(hooks: &[ListedHook]) -> String {
+fn table(hooks: &[ListedHook]) -> String {
     let rows: Vec<[String; 6]> = hooks
         .iter()
         .map(|h| {
