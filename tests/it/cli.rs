@@ -1,4 +1,6 @@
-//! The command line: demo, simulate, the hooks admin, checksum, config check, start-up errors.
+//! The command line, through the real binary: demo, simulate, the hooks admin, checksum, config
+//! check, start-up errors. (The tools are not in the library; their pure parts have unit tests
+//! in src/cmd.)
 
 use std::process::{Command, Output};
 use std::time::Duration;
