@@ -32,7 +32,6 @@
 pub mod api;
 pub mod app;
 pub mod checksum;
-pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod enqueuer;

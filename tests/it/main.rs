@@ -3,6 +3,7 @@
 //! HTTP receivers on loopback, under its own key prefix and channel names.
 
 mod api;
+mod architecture;
 mod cli;
 mod crash;
 mod delivery;
