@@ -46,6 +46,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod queue;
 pub mod redis_conn;
+pub mod redis_watch;
 pub mod routing;
 pub mod state;
 pub mod time;

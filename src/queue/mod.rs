@@ -262,7 +262,12 @@ impl DeliveryQueue {
     pub async fn delete(&self, hook_id: &str) -> redis::RedisResult<()> {
         let _exclusive = self.gate.write().await;
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(&[self.keys.queue(hook_id), self.keys.attempt(hook_id)])
+        redis::pipe()
+            .del(&[self.keys.queue(hook_id), self.keys.attempt(hook_id)])
+            .ignore()
+            .srem(self.keys.destroyed(), hook_id)
+            .ignore()
+            .query_async::<()>(&mut conn)
             .await?;
         self.hooks
             .write()
@@ -270,6 +275,12 @@ impl DeliveryQueue {
             .remove(hook_id);
         let _ = self.metrics.queue_depth.remove_label_values(&[hook_id]);
         Ok(())
+    }
+
+    /// Whether the hook is recorded as destroyed: the proof that its queue may go.
+    pub async fn was_destroyed(&self, hook_id: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        conn.sismember(self.keys.destroyed(), hook_id).await
     }
 
     /// Hook ids that have a queue in Redis.

@@ -9,6 +9,7 @@ mod crash;
 mod delivery;
 mod docs;
 mod fixtures;
+mod hardening;
 mod helpers;
 mod lanes;
 mod ops;
