@@ -13,7 +13,6 @@
 //! activity. When Redis is found to have lost its data ([`crate::redis_watch`]), it writes the
 //! hooks and mappings it holds in memory again and re-reads the queues' depths.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use crate::input::{IntakeReceiver, RawMessage};
 use crate::logging::RateLimit;
 use crate::mapping::{MapError, Mapper};
 use crate::metrics::Metrics;
-use crate::queue::DeliveryQueue;
+use crate::queue::{Append, Appends, DeliveryQueue};
 use crate::routing::{Filters, route};
 use crate::state::{Change, State, StateStore};
 
@@ -202,29 +201,30 @@ impl Enqueuer {
         loop {
             let gate = self.queue.enqueue_gate().await;
             let live = self.registry.snapshot();
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            let mut queued: HashMap<&str, i64> = HashMap::new();
+            let mut appends = Appends::default();
             for (index, hook) in deliveries {
                 if live.get(&hook.id).is_none() {
                     continue;
                 }
                 let event = &events[*index];
-                self.queue.append(
-                    &mut pipe,
+                appends.push(
                     &hook.id,
-                    lane(event),
-                    event.id,
-                    event.payload(hook.get_raw),
+                    Append {
+                        lane: lane(event),
+                        event: event.id,
+                        payload: event.payload(hook.get_raw),
+                    },
                 );
-                *queued.entry(hook.id.as_str()).or_default() += 1;
             }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            self.queue.append(&mut pipe, &appends);
             self.store
                 .append_changes(&mut pipe, &self.mapper.state, changes);
-            match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => {
+            match pipe.query_async::<Vec<u64>>(&mut conn).await {
+                Ok(lengths) => {
                     // Under the gate still: a hook deleted right after keeps no depth behind.
-                    self.queue.appended(queued);
+                    self.queue.appended(&appends, &lengths);
                     drop(gate);
                     if failing_since.is_some() {
                         self.metrics
