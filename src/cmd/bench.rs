@@ -10,6 +10,10 @@
 //! lost and duplicated deliveries, events out of order within their meeting, and the service's
 //! CPU time and peak RSS.
 //!
+//! As a soak test it can also make the receiver fail every N-th request, run a Redis of its own
+//! (with an append-only file) and restart it every few seconds, and sample the service's RSS
+//! over time.
+//!
 //! It owns the subcommand's arguments, the workload, the receiver and the analysis. It does not
 //! look inside the service: it runs it as a separate process, configured by a file, and talks to
 //! it only through Redis, its hooks API (`hooks`' client) and the callbacks.
@@ -25,6 +29,7 @@ use anyhow::{Context, bail};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -60,6 +65,16 @@ pub struct Args {
     /// Give up when no delivery arrives for this many seconds.
     #[arg(long, default_value_t = 20)]
     idle_timeout: u64,
+    /// The receiver answers 503 to every N-th request of a hook (0: never): a flaky receiver.
+    #[arg(long, default_value_t = 0)]
+    receiver_fail_every: usize,
+    /// Run a Redis of the bench's own (append-only file, on a free port; needs `redis-server`)
+    /// and restart it every this many seconds (0: use --redis-url and never restart).
+    #[arg(long, default_value_t = 0)]
+    redis_restart_every: u64,
+    /// Print the service's RSS and the events received so far every this many seconds.
+    #[arg(long, default_value_t = 0)]
+    sample_every: u64,
 }
 
 /// Prints the report; exit status 3 when deliveries were lost.
@@ -140,8 +155,8 @@ impl fmt::Display for BenchReport {
     }
 }
 
-/// One request as received: hook index, body, when.
-type Receipt = (usize, Bytes, Instant);
+/// One request as received: hook index, the sequence numbers of its events, when.
+type Receipt = (usize, Vec<usize>, Instant);
 
 /// Everything received, and a running count of events (cheap: the waiting loop reads it often).
 #[derive(Default)]
@@ -150,6 +165,10 @@ struct Receipts {
     events: AtomicUsize,
     /// How long the receiver takes to answer.
     delay: Duration,
+    /// Answer 503 to every N-th request of a hook (0: never); those are not recorded.
+    fail_every: usize,
+    requests: Mutex<HashMap<usize, usize>>,
+    meetings: usize,
 }
 
 /// How each event starts in a form-encoded `event` field: `{"data"`.
@@ -159,21 +178,30 @@ async fn receive(
     State(r): State<Arc<Receipts>>,
     Path(hook): Path<usize>,
     body: Bytes,
-) -> &'static str {
+) -> axum::http::StatusCode {
     let now = Instant::now();
+    if !r.delay.is_zero() {
+        tokio::time::sleep(r.delay).await;
+    }
+    if r.fail_every > 0 {
+        let mut requests = r.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let n = requests.entry(hook).or_insert(0);
+        *n += 1;
+        if *n % r.fail_every == 0 {
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        }
+    }
     let events = body
         .windows(EVENT_START.len())
         .filter(|w| *w == EVENT_START)
         .count();
     r.events.fetch_add(events, Ordering::Relaxed);
+    let seqs = events_in(&body, r.meetings);
     r.all
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push((hook, body, now));
-    if !r.delay.is_zero() {
-        tokio::time::sleep(r.delay).await;
-    }
-    ""
+        .push((hook, seqs, now));
+    axum::http::StatusCode::OK
 }
 
 async fn measure(options: Args) -> anyhow::Result<BenchReport> {
@@ -186,6 +214,8 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     let meetings = options.meetings.max(1);
     let receipts = Arc::new(Receipts {
         delay: Duration::from_millis(options.receiver_delay_ms),
+        fail_every: options.receiver_fail_every,
+        meetings,
         ..Default::default()
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -206,11 +236,19 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
         .port();
     let dir = std::env::temp_dir().join(format!("bbb-webhooks-{prefix}").replace(':', "-"));
     std::fs::create_dir_all(&dir)?;
+    let own_redis = if options.redis_restart_every > 0 {
+        Some(OwnRedis::start(&dir).await?)
+    } else {
+        None
+    };
+    let redis_url = own_redis
+        .as_ref()
+        .map_or_else(|| options.redis_url.clone(), OwnRedis::url);
     let config = dir.join("config.yml");
     let k = |s: &str| format!("{prefix}:{s}");
     let tree = json!({
         "bbb": {"sharedSecret": secret, "serverDomain": "bench.local"},
-        "redis": {"url": options.redis_url, "inboundChannels": [channel],
+        "redis": {"url": redis_url, "inboundChannels": [channel],
                   "keys": {"hooks": k("out:hooks"), "hookPrefix": k("out:hook"), "mappings": k("proc:mappings"),
                            "mappingPrefix": k("proc:mapping"), "userMaps": k("proc:userMaps"),
                            "userMapPrefix": k("proc:userMap"), "ownPrefix": k("rs")}},
@@ -249,11 +287,37 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
 
     // Publish.
     let messages = workload(options.events, meetings);
-    let client = redis::Client::open(options.redis_url.as_str())?;
+    let client = redis::Client::open(redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
-    let published = publish(&mut conn, &channel, &messages, options.rate).await?;
+    let sampler = (options.sample_every > 0).then(|| {
+        tokio::spawn(sample(
+            pid,
+            receipts.clone(),
+            Duration::from_secs(options.sample_every),
+        ))
+    });
+    let restarts_stop = CancellationToken::new();
+    let restarter = own_redis.map(|redis| {
+        tokio::spawn(redis.restart_every(
+            Duration::from_secs(options.redis_restart_every),
+            restarts_stop.clone(),
+        ))
+    });
+    let target = Target {
+        client: &client,
+        channel: &channel,
+        http: &http,
+        base: &base,
+    };
+    let published = publish(&mut conn, &target, &messages, options.rate).await?;
+    // No restart after the last message: delivery is measured against a Redis that stays up.
+    restarts_stop.cancel();
+    let own_redis = match restarter {
+        Some(task) => Some(task.await?),
+        None => None,
+    };
 
     // Wait for everything, or for silence.
     let expected = options.hooks * messages.len();
@@ -291,7 +355,11 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
         .await;
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     receiver.abort();
+    if let Some(s) = sampler {
+        s.abort();
+    }
     cleanup(&mut conn, &prefix).await;
+    drop(own_redis);
     let _ = std::fs::remove_dir_all(&dir);
 
     let receipts = std::mem::take(&mut *receipts.all.lock().unwrap_or_else(|p| p.into_inner()));
@@ -364,45 +432,173 @@ fn workload(n: usize, meetings: usize) -> Vec<String> {
     out
 }
 
-/// Publishes every message; returns when each was published.
+/// Where and how to publish, and how to wait for the service after a Redis restart.
+struct Target<'a> {
+    client: &'a redis::Client,
+    channel: &'a str,
+    http: &'a reqwest::Client,
+    base: &'a str,
+}
+
+/// Publishes every message; returns when each was published. When Redis goes away (restarted by
+/// the soak), waits until it and the service (subscribed again) are back and goes on where it
+/// stopped: nothing is published into a gap no subscriber hears.
 async fn publish(
     conn: &mut redis::aio::MultiplexedConnection,
-    channel: &str,
+    target: &Target<'_>,
     messages: &[String],
     rate: u64,
 ) -> anyhow::Result<Vec<Instant>> {
     let mut at = Vec::with_capacity(messages.len());
-    if rate == 0 {
-        for chunk in messages.chunks(200) {
-            let mut pipe = redis::pipe();
-            for m in chunk {
-                pipe.publish(channel, m).ignore();
-            }
-            let t = Instant::now();
-            pipe.query_async::<()>(conn).await?;
-            at.extend(std::iter::repeat_n(t, chunk.len()));
-        }
-        return Ok(at);
-    }
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sent = 0;
     while sent < messages.len() {
-        tick.tick().await;
-        let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(messages.len());
+        let due = if rate == 0 {
+            (sent + 200).min(messages.len())
+        } else {
+            tick.tick().await;
+            ((start.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(messages.len())
+        };
         if due > sent {
             let mut pipe = redis::pipe();
             for m in &messages[sent..due] {
-                pipe.publish(channel, m).ignore();
+                pipe.publish(target.channel, m).ignore();
             }
             let t = Instant::now();
-            pipe.query_async::<()>(conn).await?;
+            if let Err(e) = pipe.query_async::<()>(conn).await {
+                eprintln!("publishing paused: {e}");
+                *conn = reconnect(target).await?;
+                continue;
+            }
             at.extend(std::iter::repeat_n(t, due - sent));
             sent = due;
         }
     }
     Ok(at)
+}
+
+/// Waits until Redis answers and the service is ready (subscribed) again.
+async fn reconnect(target: &Target<'_>) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if Instant::now() > deadline {
+            bail!("Redis or the service did not come back within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(conn) = target.client.get_multiplexed_async_connection().await else {
+            continue;
+        };
+        if wait_ready(target.http, target.base).await.is_ok() {
+            return Ok(conn);
+        }
+    }
+}
+
+/// Prints the service's RSS and the events received so far, every `every`.
+async fn sample(pid: u32, receipts: Arc<Receipts>, every: Duration) {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        eprintln!(
+            "t={:>5.0}s rss={:.1} MiB received={}",
+            start.elapsed().as_secs_f64(),
+            rss_mib(pid),
+            receipts.events.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// A Redis of the bench's own, with an append-only file so that a restart keeps what it
+/// acknowledged; killed when dropped.
+struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: tokio::process::Child,
+}
+
+impl OwnRedis {
+    async fn start(dir: &std::path::Path) -> anyhow::Result<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Self::spawn(port, dir)?;
+        let redis = OwnRedis {
+            port,
+            dir: dir.to_path_buf(),
+            child,
+        };
+        redis.wait_up().await?;
+        Ok(redis)
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
+        tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start redis-server (is it installed?)")
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_up(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("the bench's own Redis did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops Redis (SHUTDOWN: the append-only file is complete) and starts it again, every
+    /// `every`, until `stop`; a restart under way is finished first. Returns the running Redis.
+    async fn restart_every(mut self, every: Duration, stop: CancellationToken) -> OwnRedis {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return self,
+            }
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut c) = client.get_multiplexed_async_connection().await
+            {
+                let _: Result<(), _> = redis::cmd("SHUTDOWN").query_async(&mut c).await;
+            }
+            let _ = self.child.wait().await;
+            eprintln!("Redis restarted");
+            match Self::spawn(self.port, &self.dir) {
+                Ok(child) => self.child = child,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    return self;
+                }
+            }
+            if let Err(e) = self.wait_up().await {
+                eprintln!("{e:#}");
+                return self;
+            }
+        }
+    }
 }
 
 /// The sequence numbers of the events in one request body.
@@ -454,9 +650,9 @@ fn analyse(
     // The newest sequence number seen per (hook, meeting): an older one after it is out of order.
     let mut max_seen: HashMap<(usize, usize), usize> = HashMap::new();
     let mut last_receipt = started;
-    for (hook, body, at) in &receipts {
+    for (hook, seqs, at) in &receipts {
         last_receipt = last_receipt.max(*at);
-        for seq in events_in(body, meetings) {
+        for &seq in seqs {
             if first.contains_key(&(*hook, seq)) {
                 duplicates += 1;
                 continue;
@@ -564,12 +760,22 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The service's peak RSS (VmHWM), in MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+/// The service's RSS now (VmRSS), in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
