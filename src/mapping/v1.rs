@@ -130,9 +130,11 @@ fn meeting_created(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
         .field("metadata")
         .cloned()
         .unwrap_or_else(|| Value::Object(Map::new()));
+    let stored = metadata.as_object().cloned();
     m.insert("metadata".into(), metadata);
     let external = msg.str_field("external_meeting_id");
-    cx.state.meeting_created(internal, external, cx.received_at);
+    cx.state
+        .meeting_created(internal, external, stored, cx.received_at);
     let event = EventBuilder::new("meeting-created", ts(msg, cx), Some(internal), external)
         .meeting_object(m)
         .with_input(cx);
