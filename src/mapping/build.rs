@@ -151,3 +151,10 @@ pub fn copy_all(target: &mut Map<String, Value>, source: &Value, fields: &[(&str
         copy(target, to, source, from);
     }
 }
+
+/// The ids of a person a message names in `id` (`""`, `not-used` and absent name nobody): the
+/// external id from the state, else `""`. For the acting user of a change (`changed-by`, …).
+pub fn person(cx: &Cx, meeting: Option<&str>, id: Option<&str>) -> Option<Map<String, Value>> {
+    let id = id.filter(|s| super::message::is_user_id(s))?;
+    Some(user_ids(cx, meeting, id, Some("")))
+}

@@ -2,8 +2,10 @@
 //! more webhook events. Pure: no I/O, no clock (the time of receipt is passed in).
 //!
 //! Each event family has its own module with a table of the message names it handles:
-//! [`meeting`], [`user`], [`audio`], [`chat`], [`poll`], [`content`] (pads, transcripts) and
-//! [`rap`] (recordings) for BigBlueButton 2.x–3.x and record-and-playback; [`v1`] for the
+//! [`meeting`], [`user`], [`guest`] (approvals), [`audio`], [`chat`], [`poll`], [`content`]
+//! (pads, transcripts), [`presentation`] (uploads, files), [`tools`] (external video, timer),
+//! [`breakout`] (rooms) and [`rap`] (recordings) for BigBlueButton 2.x–3.x and
+//! record-and-playback; [`v1`] for the
 //! founding document's ten 1.x events and [`v1_candidates`] for its fifteen "future candidates".
 //! [`catalog`] lists every event id with the messages that produce it.
 //!
@@ -12,14 +14,18 @@
 //! before the event that caused them, in join order.
 
 mod audio;
+mod breakout;
 mod build;
 pub mod catalog;
 mod chat;
 mod content;
+mod guest;
 mod meeting;
 pub mod message;
 mod poll;
+mod presentation;
 mod rap;
+mod tools;
 mod user;
 mod v1;
 mod v1_candidates;
@@ -81,10 +87,14 @@ static HANDLERS: LazyLock<(HandlerIndex, HandlerIndex)> = LazyLock::new(|| {
     let envelope = [
         meeting::HANDLERS,
         user::HANDLERS,
+        guest::HANDLERS,
         audio::HANDLERS,
         chat::HANDLERS,
         poll::HANDLERS,
         content::HANDLERS,
+        presentation::HANDLERS,
+        tools::HANDLERS,
+        breakout::HANDLERS,
         rap::SYSTEM_HANDLERS,
     ];
     let header_payload = [rap::STEP_HANDLERS, v1::HANDLERS, v1_candidates::HANDLERS];

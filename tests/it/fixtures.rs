@@ -2,7 +2,9 @@
 //!
 //! Sets: every folder of `tests/fixtures`, each with a `sources.md` naming where every input's
 //! shape comes from (`seed-1.x`, `bbb-3.0-meeting` and the inputs of `seed-1.x-candidates` are
-//! copies of the project's shared fixtures: the suite reads nothing outside the repository).
+//! copies of the project's shared fixtures: the suite reads nothing outside the repository). A new
+//! folder is replayed without being listed here: `bbb-3.0-new-events` and `bbb-2.6-new-events`
+//! hold the 3.x events, `lenient-shapes` the messages that vary.
 //! Line i of `expected.jsonl` is the array of events line i of the input must produce; an expected
 //! `ts` of `"now"` matches any time within the replay.
 
@@ -165,4 +167,67 @@ fn the_map_command_prints_the_fixture_events() {
     let events: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
     assert_eq!(events.len(), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: malformed message"));
+}
+
+/// Every event of every fixture, in order, with the payloads normal and raw hooks receive.
+fn all_events() -> Vec<(String, bbb_webhooks::event::Event)> {
+    let mut out = Vec::new();
+    for set in sets() {
+        let mut mapper = Mapper::default();
+        for (i, line) in lines(&set.input).iter().enumerate() {
+            for event in mapper.map(line.as_bytes(), now_ms()).unwrap_or_default() {
+                out.push((format!("{} line {}", set.name, i + 1), event));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_event_carries_a_join_url_not_even_to_raw_hooks() {
+    // The breakout messages carry join URLs signed with the shared secret: whoever holds one
+    // joins the room. The fixtures have them (tests/fixtures/*-new-events, lenient-shapes).
+    let inputs: String = sets()
+        .iter()
+        .flat_map(|s| lines(&s.input))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        inputs.contains("/bigbluebutton/api/join?"),
+        "the fixtures have join URLs"
+    );
+    for (at, event) in all_events() {
+        for raw in [false, true] {
+            let payload = event.payload(raw);
+            assert!(
+                !payload.contains("/api/join") && !payload.contains("checksum="),
+                "{at}: {} (raw: {raw}) carries a join URL",
+                event.id
+            );
+        }
+    }
+}
+
+#[test]
+fn one_guest_decision_is_one_event_however_many_moderators_hear_of_it() {
+    let decisions: Vec<(String, String)> = all_events()
+        .into_iter()
+        .filter(|(at, e)| at.starts_with("bbb-3.0-new-events") && e.id.starts_with("guest-"))
+        .map(|(_, e)| {
+            let v: Value = serde_json::from_str(&e.json).unwrap();
+            let guest = v["data"]["attributes"]["user"]["internal-user-id"].as_str();
+            (e.id.to_string(), guest.unwrap_or("?").to_string())
+        })
+        .collect();
+    // Two decisions in one list sent to two moderators plus each guest's own copy, then one
+    // decision whose guest copy came first: seven messages, three decisions.
+    let want = [
+        ("guest-approved", "w_guest4"),
+        ("guest-denied", "w_guest5"),
+        ("guest-approved", "w_guest6"),
+    ];
+    assert_eq!(
+        decisions,
+        want.map(|(e, g)| (e.to_string(), g.to_string())).to_vec()
+    );
 }
