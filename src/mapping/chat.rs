@@ -42,9 +42,8 @@ fn group_message(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     if chat_id != PUBLIC_CHAT {
         return Ok(Vec::new());
     }
-    let body = msg
-        .field("msg")
-        .ok_or(MapError::MissingField("core.body.msg"))?;
+    // Without `msg` the event still says who wrote in the public chat, and when.
+    let body = msg.field("msg").unwrap_or(&Value::Null);
     let meeting = msg.meeting_id();
     let sender_id = msg.user_id().or_else(|| {
         path(body, "/sender/id")
