@@ -77,8 +77,9 @@ impl Enqueuer {
             &settings.hooks.exclude_events,
         );
         Enqueuer {
+            mapper: Mapper::new(state)
+                .with_meeting_metadata(settings.hooks.include_meeting_metadata),
             settings,
-            mapper: Mapper::new(state),
             store,
             registry,
             queue,

@@ -228,6 +228,9 @@ pub struct HookSettings {
     pub max_in_flight_per_hook: NonZeroUsize,
     /// Remove a non-permanent hook whose retries are exhausted (the reference does).
     pub remove_failed_hooks: bool,
+    /// Put the meeting's metadata (as `meeting-created` has it) on every event of the meeting.
+    /// Off by default, so that events stay byte for byte the reference's.
+    pub include_meeting_metadata: bool,
     /// When set, every callback carries a Standard Webhooks `webhook-signature`.
     pub signing_secret: Option<Secret>,
     /// Most hooks the API will register.
@@ -262,6 +265,7 @@ impl Default for HookSettings {
             ordering: DeliveryOrder::Meeting,
             max_in_flight_per_hook: NonZeroUsize::new(16).expect("not zero"),
             remove_failed_hooks: true,
+            include_meeting_metadata: false,
             signing_secret: None,
             max_hooks: 10000,
             max_callback_url_bytes: 2048,

@@ -108,11 +108,23 @@ static HANDLERS: LazyLock<(HandlerIndex, HandlerIndex)> = LazyLock::new(|| {
 #[derive(Default)]
 pub struct Mapper {
     pub state: State,
+    /// `hooks.includeMeetingMetadata`: every event of a meeting whose metadata is known carries
+    /// it in `attributes.meeting.metadata`. Off by default: the reference's bytes.
+    meeting_metadata: bool,
 }
 
 impl Mapper {
     pub fn new(state: State) -> Self {
-        Mapper { state }
+        Mapper {
+            state,
+            meeting_metadata: false,
+        }
+    }
+
+    /// Puts the meeting's metadata on every event (`hooks.includeMeetingMetadata`).
+    pub fn with_meeting_metadata(mut self, on: bool) -> Self {
+        self.meeting_metadata = on;
+        self
     }
 
     /// Maps one raw message received at `received_at` (ms).
@@ -135,12 +147,31 @@ impl Mapper {
             Shape::Mapped => return passthrough(&msg, &mut cx),
         };
         let handler = handler.ok_or_else(|| MapError::Unknown(msg.name.to_string()))?;
-        let events = handler(&msg, &mut cx)?;
+        // Taken before the handler runs: the end of a meeting forgets it, yet its last events
+        // (the spoofed user-left, meeting-ended) are still the meeting's.
+        let metadata_before = match (self.meeting_metadata, msg.meeting_id()) {
+            (true, Some(m)) => cx.state.meeting_metadata(m).cloned(),
+            _ => None,
+        };
+        let mut events = handler(&msg, &mut cx)?;
         for e in &events {
             if e.id != "meeting-ended"
                 && let Some(m) = &e.internal_meeting_id
             {
                 cx.state.touch(m, received_at);
+            }
+        }
+        if self.meeting_metadata {
+            for e in &mut events {
+                let Some(m) = e.internal_meeting_id.as_deref() else {
+                    continue;
+                };
+                let metadata = self.state.meeting_metadata(m).or(metadata_before
+                    .as_ref()
+                    .filter(|_| msg.meeting_id() == Some(m)));
+                if let Some(metadata) = metadata {
+                    build::add_meeting_metadata(&mut e.json, metadata);
+                }
             }
         }
         Ok(events)

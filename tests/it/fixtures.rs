@@ -231,3 +231,50 @@ fn one_guest_decision_is_one_event_however_many_moderators_hear_of_it() {
         want.map(|(e, g)| (e.to_string(), g.to_string())).to_vec()
     );
 }
+
+#[test]
+fn meeting_metadata_is_one_more_key_when_asked_and_nothing_when_not() {
+    // Off (the default, what every other test replays) the bytes are the reference's; on, each
+    // event of a meeting with metadata differs by exactly `,"metadata":{…}` after its ids.
+    for set in ["bbb-3.0-new-events", "bbb-2.6-new-events", "bbb-1.x-extras"] {
+        let input = lines(&root().join(format!("tests/fixtures/{set}/input.jsonl")));
+        let mut off = Mapper::default();
+        let mut on = Mapper::default().with_meeting_metadata(true);
+        let mut metadata_of = std::collections::HashMap::new();
+        let mut with_metadata = 0;
+        for (i, line) in input.iter().enumerate() {
+            let at = format!("{set} line {}", i + 1);
+            let plain = off.map(line.as_bytes(), 1).unwrap_or_default();
+            let rich = on.map(line.as_bytes(), 1).unwrap_or_default();
+            assert_eq!(plain.len(), rich.len(), "{at}");
+            for (p, r) in plain.iter().zip(&rich) {
+                let meeting: Value = serde_json::from_str(&p.json).unwrap();
+                let meeting = &meeting["data"]["attributes"]["meeting"];
+                let internal = meeting["internal-meeting-id"].as_str().unwrap_or("");
+                if p.id == "meeting-created" {
+                    metadata_of.insert(internal.to_string(), meeting["metadata"].clone());
+                    assert_eq!(p.json, r.json, "{at}: meeting-created has its own");
+                    continue;
+                }
+                let Some(metadata) = metadata_of.get(internal) else {
+                    assert_eq!(p.json, r.json, "{at}: no metadata known");
+                    continue;
+                };
+                let key = format!(",\"metadata\":{metadata}");
+                assert_eq!(r.json.matches(&key).count(), 1, "{at}: {}", r.json);
+                assert_eq!(r.json.replacen(&key, "", 1), p.json, "{at}");
+                let got: Value = serde_json::from_str(&r.json).unwrap();
+                assert_eq!(&got["data"]["attributes"]["meeting"]["metadata"], metadata);
+                // Raw hooks get the message as published (the breakout events' own JSON aside).
+                if matches!(p.raw, bbb_webhooks::event::Raw::Input(_)) {
+                    assert_eq!(r.payload(true), p.payload(true), "{at}: the raw message");
+                }
+                with_metadata += 1;
+            }
+        }
+        assert!(
+            with_metadata >= 10,
+            "{set}: {with_metadata} events carried metadata"
+        );
+    }
+}
