@@ -32,7 +32,6 @@
 pub mod api;
 pub mod app;
 pub mod checksum;
-pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod enqueuer;
@@ -47,6 +46,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod queue;
 pub mod redis_conn;
+pub mod redis_watch;
 pub mod routing;
 pub mod state;
 pub mod time;

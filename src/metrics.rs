@@ -41,6 +41,8 @@ pub struct Metrics {
     pub hooks_removed: IntCounterVec,
     pub redis_reconnects: IntCounterVec,
     pub worker_restarts: IntCounter,
+    pub intake_dropped: IntCounter,
+    pub redis_data_lost: IntCounter,
     pub api_checksum_failures: IntCounter,
 }
 
@@ -194,6 +196,14 @@ impl Metrics {
                 "bbb_webhooks_redis_reconnects_total",
                 "Redis connections re-established after a failure",
                 &["connection"],
+            ),
+            intake_dropped: r.counter(
+                "bbb_webhooks_intake_dropped_total",
+                "Messages dropped because the intake buffer was full (Redis refusing writes)",
+            ),
+            redis_data_lost: r.counter(
+                "bbb_webhooks_redis_data_lost_total",
+                "Times Redis was found without the service's data (restarted empty or flushed)",
             ),
             worker_restarts: r.counter(
                 "bbb_webhooks_worker_restarts_total",

@@ -67,6 +67,11 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ),
     ("MULTI_EVENT", "hooks.multiEvent", Kind::Number),
     ("QUEUE_SIZE", "hooks.queueSize", Kind::Number),
+    (
+        "INTAKE_BUFFER_BYTES",
+        "redis.intakeBufferBytes",
+        Kind::Number,
+    ),
     ("HOOKS_ORDERING", "hooks.ordering", Kind::Text),
     (
         "MAX_IN_FLIGHT_PER_HOOK",

@@ -62,6 +62,9 @@ pub struct RedisSettings {
     /// `redis://[:password@]host:port/db`; wins over host, port and password.
     pub url: Option<String>,
     pub inbound_channels: Vec<String>,
+    /// Most bytes of received messages waiting to be written.
+    #[serde(with = "at_least_one")]
+    pub intake_buffer_bytes: NonZeroUsize,
     pub keys: RedisKeySettings,
 }
 
@@ -83,6 +86,7 @@ impl Default for RedisSettings {
             ]
             .map(String::from)
             .to_vec(),
+            intake_buffer_bytes: NonZeroUsize::new(64 << 20).expect("not zero"),
             keys: RedisKeySettings::default(),
         }
     }

@@ -403,6 +403,22 @@ impl State {
         out
     }
 
+    /// Changes that write every mapping held in memory: what to replay into a Redis that lost
+    /// its data.
+    pub fn everything(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        for (internal, m) in &self.meetings {
+            out.push(Change::MeetingSaved(internal.clone()));
+            for user in m.users.keys() {
+                out.push(Change::UserSaved {
+                    meeting: internal.clone(),
+                    user: user.clone(),
+                });
+            }
+        }
+        out
+    }
+
     /// The changes since the last call, oldest first.
     pub fn take_journal(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.journal)

@@ -3,11 +3,13 @@
 //! HTTP receivers on loopback, under its own key prefix and channel names.
 
 mod api;
+mod architecture;
 mod cli;
 mod crash;
 mod delivery;
 mod docs;
 mod fixtures;
+mod hardening;
 mod helpers;
 mod lanes;
 mod ops;

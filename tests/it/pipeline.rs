@@ -273,7 +273,7 @@ async fn hook_of(app: &TestApp) -> String {
 async fn the_subscription_check_loses_nothing() {
     // The subscriber PINGs its connection now and then; nothing may be lost around a PING.
     let env = Env::new("pl-ping");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = bbb_webhooks::input::intake(1 << 20);
     let readiness = bbb_webhooks::health::Readiness::default();
     let metrics = bbb_webhooks::metrics::Metrics::new(false);
     let stop = tokio_util::sync::CancellationToken::new();
@@ -295,12 +295,22 @@ async fn the_subscription_check_loses_nothing() {
     }
     let mut got = Vec::new();
     while got.len() < 300 {
-        let m = tokio::time::timeout(WAIT, rx.recv())
+        let mut batch = Vec::new();
+        let n = tokio::time::timeout(WAIT, rx.recv_many(&mut batch, 300))
             .await
-            .expect("all messages arrive")
-            .unwrap();
-        got.push(String::from_utf8(m.payload).unwrap());
+            .expect("all messages arrive");
+        assert!(n > 0, "intake open");
+        got.extend(
+            batch
+                .into_iter()
+                .map(|m| String::from_utf8(m.payload).unwrap()),
+        );
     }
+    assert_eq!(
+        rx.held_bytes(),
+        0,
+        "taken messages no longer count against the bound"
+    );
     assert_eq!(got, (0..300).map(|i| format!("m{i}")).collect::<Vec<_>>());
     assert!(
         !metrics

@@ -3,11 +3,34 @@
 //! screen sharing, presenter, raised hand, public chat with unicode, a poll with answers, a user
 //! leaving, the end, and the recording pipeline. Fresh ids every run.
 //!
-//! The message scripts are pure ([`script`]); [`run`] publishes them at a pace.
+//! It owns the subcommand's arguments, the message scripts (pure: [`script`]) and publishing
+//! them at a pace ([`publish`], which `demo` uses too). It knows nothing of the service: what the
+//! messages become is [`bbb_webhooks::mapping`]'s, checked by the tests below.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use serde_json::{Value, json};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    #[command(flatten)]
+    plan: Plan,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let client = redis::Client::open(args.redis_url.as_str()).context("invalid --redis-url")?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .with_context(|| super::no_redis_help(&args.redis_url))?;
+    let sent = publish(&mut conn, &args.plan, |line| eprintln!("{line}")).await?;
+    eprintln!("published {sent} messages");
+    Ok(ExitCode::SUCCESS)
+}
 
 /// The BigBlueButton generation whose message shapes are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,30 +46,26 @@ pub enum Generation {
     V3,
 }
 
-#[derive(Debug, Clone)]
-pub struct SimulateOptions {
+// What to publish: the options of `simulate`, which `demo` fills in itself.
+#[derive(clap::Args)]
+pub struct Plan {
+    #[arg(long, default_value_t = 1)]
     pub meetings: usize,
     /// Users per meeting (at least 2: a moderator and a guest).
+    #[arg(long, default_value_t = 3)]
     pub users: usize,
-    /// Pause between two messages.
-    pub pace: Duration,
-    pub generation: Generation,
-    /// Publish every message on this channel instead of BigBlueButton's own.
+    /// Pause between messages, in ms.
+    #[arg(long, default_value_t = 200)]
+    pub pace_ms: u64,
+    /// Message shapes of this BigBlueButton generation.
+    #[arg(long, value_enum, default_value = "3.0")]
+    pub shape: Generation,
+    /// Publish everything on this channel instead of BigBlueButton's own channels.
+    #[arg(long)]
     pub channel: Option<String>,
-    pub recording: bool,
-}
-
-impl Default for SimulateOptions {
-    fn default() -> Self {
-        SimulateOptions {
-            meetings: 1,
-            users: 3,
-            pace: Duration::from_millis(200),
-            generation: Generation::V3,
-            channel: None,
-            recording: true,
-        }
-    }
+    /// Leave out the recording pipeline.
+    #[arg(long)]
+    pub no_recording: bool,
 }
 
 /// One message and the channel BigBlueButton publishes it on.
@@ -123,7 +142,7 @@ fn new_meeting(n: usize, users: usize, now: u64) -> Meeting {
 
 /// Every message of one meeting, in order.
 pub fn script(generation: Generation, users: usize, recording: bool, n: usize) -> Vec<Publication> {
-    let now = crate::time::now_ms();
+    let now = bbb_webhooks::time::now_ms();
     let m = new_meeting(n, users, now);
     match generation {
         Generation::V1 => v1_script(&m, recording),
@@ -542,32 +561,33 @@ fn v1_script(m: &Meeting, recording: bool) -> Vec<Publication> {
     s.out
 }
 
-/// Publishes `options.meetings` meetings, one after the other; returns how many messages went
-/// out. `progress` hears about each meeting.
-pub async fn run(
+/// Publishes `plan.meetings` meetings, one after the other; returns how many messages went out.
+/// `progress` hears about each meeting.
+pub async fn publish(
     conn: &mut redis::aio::MultiplexedConnection,
-    options: &SimulateOptions,
+    plan: &Plan,
     mut progress: impl FnMut(&str),
 ) -> redis::RedisResult<usize> {
+    let pace = Duration::from_millis(plan.pace_ms);
     let mut sent = 0;
-    for n in 0..options.meetings.max(1) {
-        let messages = script(options.generation, options.users, options.recording, n);
+    for n in 0..plan.meetings.max(1) {
+        let messages = script(plan.shape, plan.users, !plan.no_recording, n);
         progress(&format!(
             "meeting {} of {}: {} messages",
             n + 1,
-            options.meetings.max(1),
+            plan.meetings.max(1),
             messages.len()
         ));
         for p in messages {
-            let channel = options.channel.as_deref().unwrap_or(&p.channel);
+            let channel = plan.channel.as_deref().unwrap_or(&p.channel);
             redis::cmd("PUBLISH")
                 .arg(channel)
                 .arg(&p.message)
                 .query_async::<i64>(conn)
                 .await?;
             sent += 1;
-            if !options.pace.is_zero() {
-                tokio::time::sleep(options.pace).await;
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
             }
         }
     }
@@ -577,17 +597,26 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::Mapper;
+    use bbb_webhooks::mapping::Mapper;
     use std::collections::BTreeSet;
 
     /// What a real server would publish: every message maps (none unknown or malformed), and
-    /// every family of events shows up.
+    /// every family of events shows up, whatever the number of users.
     #[test]
     fn every_simulated_message_maps_to_its_event() {
-        for generation in [Generation::V1, Generation::V2, Generation::V3] {
+        for (generation, users) in [Generation::V1, Generation::V2, Generation::V3]
+            .into_iter()
+            .flat_map(|g| [(g, 4), (g, 5)])
+        {
             let mut mapper = Mapper::default();
             let mut ids = BTreeSet::new();
-            for p in script(generation, 4, true, 0) {
+            let script = script(generation, users, true, 0);
+            assert!(
+                script.len() > 20,
+                "{generation:?}: {} messages",
+                script.len()
+            );
+            for p in script {
                 let events = mapper
                     .map(p.message.as_bytes(), 1)
                     .unwrap_or_else(|e| panic!("{generation:?}: {e}: {}", p.message));

@@ -1,29 +1,138 @@
 //! `bbb-webhooks hooks list|create|destroy`: the hooks API of a running service, signed with the
 //! configured secret; a table for people, `--json` for scripts.
+//!
+//! It owns the subcommand's arguments and [`AdminClient`], the client of the hooks API that
+//! `demo` and `bench` use too. It does not know the registry: it only talks to the API
+//! ([`bbb_webhooks::api`]) over HTTP.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::api::checksum;
-use crate::config::{ChecksumAlgorithm, Settings};
+use bbb_webhooks::api::checksum;
+use bbb_webhooks::config::{self, ChecksumAlgorithm, ConfigSources, Settings};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The service's address; default http://<api.bind>:<api.port> from the configuration.
+    #[arg(long, global = true)]
+    api_url: Option<String>,
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(clap::Subcommand)]
+enum Action {
+    /// List the registered hooks.
+    List {
+        /// Only global hooks and those of this meeting (external id).
+        #[arg(long)]
+        meeting_id: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a hook.
+    Create {
+        url: String,
+        /// Only events of this meeting (external id).
+        #[arg(long)]
+        meeting_id: Option<String>,
+        /// Only these event ids (comma list).
+        #[arg(long)]
+        events: Option<String>,
+        /// Receive the raw BigBlueButton messages.
+        #[arg(long)]
+        raw: bool,
+        /// Up to this many waiting events of one meeting per request (1-100); default: the
+        /// service's hooks.multiEvent.
+        #[arg(long)]
+        multi_event: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a hook.
+    Destroy { id: String },
+}
+
+pub async fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(&ConfigSources::from_process(config_file))?;
+    let client = AdminClient::new(&loaded.settings, args.api_url);
+    match args.command {
+        Action::List { meeting_id, json } => {
+            let hooks = client.list(meeting_id.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hooks)?);
+            } else {
+                print!("{}", table(&hooks));
+            }
+        }
+        Action::Create {
+            url,
+            meeting_id,
+            events,
+            raw,
+            multi_event,
+            json,
+        } => {
+            let new = NewHook {
+                url: &url,
+                meeting_id: meeting_id.as_deref(),
+                events: events.as_deref(),
+                raw,
+                multi_event,
+            };
+            let (id, existed) = client.create(&new).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"hookID": id, "duplicate": existed})
+                );
+            } else if existed {
+                println!("already registered: {id}");
+            } else {
+                println!("created: {id}");
+            }
+        }
+        Action::Destroy { id } => {
+            client.destroy(&id).await?;
+            println!("removed: {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// A hook as `hooks/list` describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ListedHook {
+struct ListedHook {
     #[serde(rename = "hookID")]
-    pub hook_id: String,
+    hook_id: String,
     #[serde(rename = "callbackURL")]
-    pub callback_url: String,
+    callback_url: String,
     #[serde(rename = "meetingID", skip_serializing_if = "Option::is_none")]
-    pub meeting_id: Option<String>,
+    meeting_id: Option<String>,
     #[serde(rename = "eventID", skip_serializing_if = "Option::is_none")]
-    pub event_ids: Option<String>,
+    event_ids: Option<String>,
     #[serde(rename = "permanentHook")]
-    pub permanent: bool,
+    permanent: bool,
     #[serde(rename = "rawData")]
+    raw: bool,
+    /// The hook's own `multiEvent`, when it was created with one.
+    #[serde(rename = "multiEvent", skip_serializing_if = "Option::is_none")]
+    multi_event: Option<usize>,
+}
+
+/// What `hooks/create` is asked for.
+#[derive(Debug, Default)]
+pub struct NewHook<'a> {
+    pub url: &'a str,
+    pub meeting_id: Option<&'a str>,
+    pub events: Option<&'a str>,
     pub raw: bool,
+    pub multi_event: Option<usize>,
 }
 
 /// Talks to one service.
@@ -35,7 +144,7 @@ pub struct AdminClient {
 
 impl AdminClient {
     /// `api_url` overrides the address from the settings (`http://<api.bind>:<api.port>`).
-    pub fn new(settings: &Settings, api_url: Option<String>) -> Self {
+    fn new(settings: &Settings, api_url: Option<String>) -> Self {
         let bind = match settings.api.bind.as_str() {
             "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
             b if b.contains(':') => format!("[{b}]"),
@@ -89,7 +198,7 @@ impl AdminClient {
         Ok(answer)
     }
 
-    pub async fn list(&self, meeting_id: Option<&str>) -> anyhow::Result<Vec<ListedHook>> {
+    async fn list(&self, meeting_id: Option<&str>) -> anyhow::Result<Vec<ListedHook>> {
         let params: Vec<(&str, &str)> = meeting_id
             .map(|m| vec![("meetingID", m)])
             .unwrap_or_default();
@@ -98,29 +207,27 @@ impl AdminClient {
     }
 
     /// Returns the hook id and whether it already existed.
-    pub async fn create(
-        &self,
-        url: &str,
-        meeting_id: Option<&str>,
-        events: Option<&str>,
-        raw: bool,
-    ) -> anyhow::Result<(String, bool)> {
-        let mut params = vec![("callbackURL", url)];
-        if let Some(m) = meeting_id {
+    pub async fn create(&self, new: &NewHook<'_>) -> anyhow::Result<(String, bool)> {
+        let mut params = vec![("callbackURL", new.url)];
+        if let Some(m) = new.meeting_id {
             params.push(("meetingID", m));
         }
-        if let Some(e) = events {
+        if let Some(e) = new.events {
             params.push(("eventID", e));
         }
-        if raw {
+        if new.raw {
             params.push(("getRaw", "true"));
+        }
+        let multi_event = new.multi_event.map(|n| n.to_string());
+        if let Some(n) = &multi_event {
+            params.push(("multiEvent", n));
         }
         let answer = self.call("create", &params).await?;
         let id = tag(&answer, "hookID").context("the answer has no hookID")?;
         Ok((id, answer.contains("duplicateWarning")))
     }
 
-    pub async fn destroy(&self, id: &str) -> anyhow::Result<()> {
+    async fn destroy(&self, id: &str) -> anyhow::Result<()> {
         self.call("destroy", &[("hookID", id)]).await.map(|_| ())
     }
 }
@@ -147,7 +254,7 @@ fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
-pub fn parse_list(xml: &str) -> Vec<ListedHook> {
+fn parse_list(xml: &str) -> Vec<ListedHook> {
     xml.split("<hook>")
         .skip(1)
         .filter_map(|h| {
@@ -159,14 +266,15 @@ pub fn parse_list(xml: &str) -> Vec<ListedHook> {
                 event_ids: tag(h, "eventID"),
                 permanent: tag(h, "permanentHook").as_deref() == Some("true"),
                 raw: tag(h, "rawData").as_deref() == Some("true"),
+                multi_event: tag(h, "multiEvent").and_then(|n| n.parse().ok()),
             })
         })
         .collect()
 }
 
 /// A plain table, one hook per line.
-pub fn table(hooks: &[ListedHook]) -> String {
-    let rows: Vec<[String; 6]> = hooks
+fn table(hooks: &[ListedHook]) -> String {
+    let rows: Vec<[String; 7]> = hooks
         .iter()
         .map(|h| {
             [
@@ -176,6 +284,8 @@ pub fn table(hooks: &[ListedHook]) -> String {
                 h.event_ids.clone().unwrap_or_else(|| "(all)".into()),
                 if h.permanent { "yes" } else { "no" }.into(),
                 if h.raw { "yes" } else { "no" }.into(),
+                h.multi_event
+                    .map_or_else(|| "(global)".into(), |n| n.to_string()),
             ]
         })
         .collect();
@@ -186,6 +296,7 @@ pub fn table(hooks: &[ListedHook]) -> String {
         "EVENTS",
         "PERMANENT",
         "RAW",
+        "MULTI-EVENT",
     ];
     let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
@@ -218,7 +329,7 @@ mod tests {
 
     #[test]
     fn list_answers_parse_back() {
-        let hooks = [crate::hooks::Hook {
+        let hooks = [bbb_webhooks::hooks::Hook {
             id: "1".into(),
             callback_url: "http://x/a]]>b&c".into(),
             meeting_id: Some("m<1>".into()),
@@ -226,9 +337,9 @@ mod tests {
             permanent: true,
             get_raw: false,
             created_at: None,
-            multi_event: None,
+            multi_event: std::num::NonZeroUsize::new(20),
         }];
-        let xml = crate::api::xml::list(hooks.iter());
+        let xml = bbb_webhooks::api::xml::list(hooks.iter());
         let parsed = parse_list(&xml);
         assert_eq!(
             parsed,
@@ -239,8 +350,10 @@ mod tests {
                 event_ids: Some("user-joined,user-left".into()),
                 permanent: true,
                 raw: false,
+                multi_event: Some(20),
             }]
         );
         assert!(table(&parsed).contains("user-joined,user-left"));
+        assert!(table(&parsed).contains("MULTI-EVENT"));
     }
 }

@@ -2,9 +2,13 @@
 //! server. Starts the service in-process (generated secret, its own Redis keys and channel), a
 //! receiver that verifies each callback's checksum and prints each event, registers a hook for
 //! it, and publishes a simulated meeting. Needs only a Redis.
+//!
+//! It owns the subcommand's arguments, the receiver and the printout. The service is the
+//! library's ([`bbb_webhooks::app`]), the meeting is `simulate`'s and the hook is registered
+//! through `hooks`' client, as any integrator would.
 
-use std::collections::BTreeSet;
 use std::io::Write;
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,59 +18,40 @@ use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::simulate::{self, Generation, SimulateOptions};
-use crate::app;
-use crate::config::{ChecksumAlgorithm, LoadedConfig};
+use super::no_redis_help;
+use super::simulate::{self, Generation};
+use bbb_webhooks::app;
+use bbb_webhooks::config::{ChecksumAlgorithm, LoadedConfig};
 
-#[derive(Debug, Clone)]
-pub struct DemoOptions {
-    pub redis_url: String,
-    /// Print each event's JSON instead of one readable line.
-    pub json: bool,
-    pub generation: Generation,
-    pub pace: Duration,
-    pub users: usize,
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Print each event's JSON instead of a readable line.
+    #[arg(long)]
+    json: bool,
+    /// Message shapes of this BigBlueButton generation.
+    #[arg(long, value_enum, default_value = "3.0")]
+    shape: Generation,
 }
 
-impl Default for DemoOptions {
-    fn default() -> Self {
-        DemoOptions {
-            redis_url: "redis://127.0.0.1:6379".into(),
-            json: false,
-            generation: Generation::V3,
-            pace: Duration::from_millis(120),
-            users: 3,
-        }
-    }
+/// The simulated meeting: a moderator, a viewer and a guest, at a pace one can follow.
+const USERS: usize = 3;
+const PACE_MS: u64 = 120;
+
+/// What came back.
+#[derive(Default)]
+struct Summary {
+    events: usize,
+    verified: usize,
+    failed_checks: usize,
 }
 
-#[derive(Debug, Default)]
-pub struct DemoSummary {
-    pub events: usize,
-    pub verified: usize,
-    pub failed_checks: usize,
-    pub ids: BTreeSet<String>,
-}
-
-/// Where the demo writes; shared with the receiver task.
-pub type Output = Arc<Mutex<dyn Write + Send>>;
-
-fn say(out: &Output, line: &str) {
-    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+/// One line on standard output, at once (the receiver prints while the meeting is published).
+fn say(line: &str) {
+    let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{line}");
     let _ = o.flush();
-}
-
-/// Explains how to get a Redis when none answers.
-pub fn no_redis_help(url: &str) -> String {
-    format!(
-        "Redis is not answering on {url}.\n\
-         The demo needs one (nothing is kept: it uses keys and a channel of its own). Start one with\n\
-         \n    redis-server --daemonize yes --save '' --appendonly no\n\
-         \n(on Debian or Ubuntu: sudo apt install redis-server), or with Docker:\n\
-         \n    docker run -d --name redis -p 6379:6379 redis:7-alpine\n\
-         \nthen run `bbb-webhooks demo` again (or pass --redis-url)."
-    )
 }
 
 struct Receiver {
@@ -75,7 +60,6 @@ struct Receiver {
     secret: String,
     url: String,
     json: bool,
-    out: Output,
     seen: mpsc::UnboundedSender<(String, bool)>,
 }
 
@@ -110,13 +94,10 @@ async fn receive(
             names.insert(uid.to_string(), name.to_string());
         }
         if r.json {
-            say(&r.out, &e.to_string());
+            say(&e.to_string());
         } else {
             let mark = if ok { "✓" } else { "✗ checksum mismatch" };
-            say(
-                &r.out,
-                &format!("  {mark} {id:<32} {}", describe(&e, &names)),
-            );
+            say(&format!("  {mark} {id:<32} {}", describe(&e, &names)));
         }
         let _ = r.seen.send((id, ok));
     }
@@ -124,7 +105,7 @@ async fn receive(
 }
 
 /// One readable clause about an event; `names` maps user ids to the names seen so far.
-pub fn describe(e: &Value, names: &std::collections::HashMap<String, String>) -> String {
+fn describe(e: &Value, names: &std::collections::HashMap<String, String>) -> String {
     let a = &e["data"]["attributes"];
     let user = |u: &Value| {
         let id = u["internal-user-id"].as_str().unwrap_or("");
@@ -157,8 +138,18 @@ pub fn describe(e: &Value, names: &std::collections::HashMap<String, String>) ->
     format!("meeting {meeting}")
 }
 
-pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummary> {
-    let client = redis::Client::open(options.redis_url.as_str()).context("invalid --redis-url")?;
+/// Success when events came back and every checksum was right.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let summary = show(&args).await?;
+    Ok(if summary.failed_checks == 0 && summary.events > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn show(args: &Args) -> anyhow::Result<Summary> {
+    let client = redis::Client::open(args.redis_url.as_str()).context("invalid --redis-url")?;
     let mut conn = match tokio::time::timeout(
         Duration::from_secs(3),
         client.get_multiplexed_async_connection(),
@@ -166,7 +157,7 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
     .await
     {
         Ok(Ok(c)) => c,
-        _ => bail!("{}", no_redis_help(&options.redis_url)),
+        _ => bail!("{}", no_redis_help(&args.redis_url)),
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("demo:{}", &id[..10]);
@@ -178,7 +169,7 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
         ("bbb.sharedSecret", json!(secret)),
         ("bbb.serverDomain", json!("demo.local")),
         ("api.port", json!(0)),
-        ("redis.url", json!(options.redis_url)),
+        ("redis.url", json!(args.redis_url)),
         ("redis.inboundChannels", json!([channel])),
         ("redis.keys.hooks", k("out:hooks")),
         ("redis.keys.hookPrefix", k("out:hook")),
@@ -201,8 +192,7 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
         names: Default::default(),
         secret: secret.clone(),
         url: url.clone(),
-        json: options.json,
-        out: out.clone(),
+        json: args.json,
         seen: seen_tx,
     });
     let router = axum::Router::new()
@@ -212,44 +202,42 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
         let _ = axum::serve(listener, router).await;
     });
 
-    let admin = super::admin::AdminClient::at(&format!("http://{}", service.api_addr), &secret);
+    let admin = super::hooks::AdminClient::at(&format!("http://{}", service.api_addr), &secret);
     let (hook, _) = admin
-        .create(&url, None, None, false)
+        .create(&super::hooks::NewHook {
+            url: &url,
+            ..Default::default()
+        })
         .await
         .context("cannot register the demo hook")?;
-    if !options.json {
-        say(&out, &format!("bbb-webhooks {} demo", crate::VERSION));
-        say(
-            &out,
-            &format!("  service: hooks API on http://{}", service.api_addr),
-        );
-        say(
-            &out,
-            &format!("  receiver: {url} (verifies each callback's checksum)"),
-        );
-        say(
-            &out,
-            &format!("  hook registered: {hook} (hooks/create, signed with a generated secret)"),
-        );
-        say(
-            &out,
-            "  publishing a simulated BigBlueButton meeting on Redis…\n",
-        );
+    if !args.json {
+        say(&format!("bbb-webhooks {} demo", bbb_webhooks::VERSION));
+        say(&format!(
+            "  service: hooks API on http://{}",
+            service.api_addr
+        ));
+        say(&format!(
+            "  receiver: {url} (verifies each callback's checksum)"
+        ));
+        say(&format!(
+            "  hook registered: {hook} (hooks/create, signed with a generated secret)"
+        ));
+        say("  publishing a simulated BigBlueButton meeting on Redis…\n");
     }
 
-    let sim = SimulateOptions {
+    let plan = simulate::Plan {
         meetings: 1,
-        users: options.users,
-        pace: options.pace,
-        generation: options.generation,
+        users: USERS,
+        pace_ms: PACE_MS,
+        shape: args.shape,
         channel: Some(channel.clone()),
-        recording: true,
+        no_recording: false,
     };
-    simulate::run(&mut conn, &sim, |_| {}).await?;
+    simulate::publish(&mut conn, &plan, |_| {}).await?;
 
     // Everything is in once the recording is published (the last event), or after a while.
-    let mut summary = DemoSummary::default();
-    let last = if options.generation == Generation::V1 {
+    let mut summary = Summary::default();
+    let last = if args.shape == Generation::V1 {
         "rap-publish-ended"
     } else {
         "rap-published"
@@ -262,9 +250,7 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
         } else {
             summary.failed_checks += 1;
         }
-        let done = id == last;
-        summary.ids.insert(id);
-        if done {
+        if id == last {
             break;
         }
     }
@@ -278,14 +264,11 @@ pub async fn run(options: DemoOptions, out: Output) -> anyhow::Result<DemoSummar
     if !keys.is_empty() {
         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }
-    if !options.json {
-        say(
-            &out,
-            &format!(
-                "\n{} events received, {} checksums verified, {} failed. Next: `bbb-webhooks simulate` against a running service, or see README.md.",
-                summary.events, summary.verified, summary.failed_checks
-            ),
-        );
+    if !args.json {
+        say(&format!(
+            "\n{} events received, {} checksums verified, {} failed. Next: `bbb-webhooks simulate` against a running service, or see README.md.",
+            summary.events, summary.verified, summary.failed_checks
+        ));
     }
     Ok(summary)
 }

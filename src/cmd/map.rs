@@ -1,13 +1,53 @@
 //! `bbb-webhooks map [FILE]`: what raw messages become, one JSON event per line, with in-memory
 //! state. The way to see (and test) the mapper without Redis or HTTP.
+//!
+//! It owns the subcommand's arguments, reading lines and printing events. The mapping itself is
+//! [`bbb_webhooks::mapping`]'s.
 
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-use crate::mapping::Mapper;
+use anyhow::Context;
+
+use bbb_webhooks::mapping::Mapper;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// File of messages; standard input when absent.
+    file: Option<PathBuf>,
+    /// Print one JSON array per input line (`[]` for none) instead of one event per line.
+    #[arg(long)]
+    per_message: bool,
+}
+
+/// Exit status 2 when a line could not be mapped.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let layout = if args.per_message {
+        Layout::PerMessage
+    } else {
+        Layout::Events
+    };
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let (mut out, mut err) = (stdout.lock(), stderr.lock());
+    let failures = match args.file {
+        Some(path) => {
+            let f = std::fs::File::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            map_lines(&mut std::io::BufReader::new(f), &mut out, &mut err, layout)?
+        }
+        None => map_lines(&mut std::io::stdin().lock(), &mut out, &mut err, layout)?,
+    };
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
 
 /// How `map` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+enum Layout {
     /// One event per line.
     Events,
     /// One JSON array per input line (`[]` when it produces nothing): the fixtures' format.
@@ -16,7 +56,7 @@ pub enum Layout {
 
 /// Maps every line of `input` (blank lines skipped) and writes the events to `out`; problems go
 /// to `err` with their line number. Returns how many lines could not be mapped.
-pub fn run(
+fn map_lines(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -36,7 +76,7 @@ pub fn run(
         if trimmed.is_empty() {
             continue;
         }
-        let events = match mapper.map(trimmed, crate::time::now_ms()) {
+        let events = match mapper.map(trimmed, bbb_webhooks::time::now_ms()) {
             Ok(events) => events,
             Err(e) => {
                 failures += 1;

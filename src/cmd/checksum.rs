@@ -1,13 +1,52 @@
 //! `bbb-webhooks checksum URL`: signs any BigBlueButton API URL (the hooks calls and the rest)
 //! the way bbb-web and this service check it.
+//!
+//! It owns the subcommand's arguments and how a URL is taken apart and put back together. The
+//! checksum itself is [`bbb_webhooks::api::checksum`]'s, the secret and API path come from the
+//! configuration unless `--secret` is given.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::api::checksum;
-use crate::config::ChecksumAlgorithm;
+use bbb_webhooks::api::checksum;
+use bbb_webhooks::config::{self, ChecksumAlgorithm, ConfigSources};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// e.g. https://bbb.example.com/bigbluebutton/api/hooks/list?meetingID=m1
+    url: String,
+    #[arg(long, default_value = "sha1")]
+    algorithm: String,
+    /// Use this secret instead of the configured one.
+    #[arg(long, env = "SHARED_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
+pub fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let algorithm = ChecksumAlgorithm::from_name(&args.algorithm).with_context(|| {
+        format!(
+            "unknown algorithm {:?} (sha1, sha256, sha384, sha512)",
+            args.algorithm
+        )
+    })?;
+    let (secret, api_path) = match args.secret {
+        Some(s) => (s, "/bigbluebutton/api".to_string()),
+        None => {
+            let loaded = config::load(&ConfigSources::from_process(config_file))?;
+            (
+                loaded.settings.secret().to_string(),
+                loaded.settings.bbb.api_path.clone(),
+            )
+        }
+    };
+    println!("{}", sign_url(&args.url, &api_path, &secret, algorithm)?);
+    Ok(ExitCode::SUCCESS)
+}
 
 /// `url` with `checksum=…` for its call and query (an existing checksum is replaced).
-pub fn sign_url(
+fn sign_url(
     url: &str,
     api_path: &str,
     secret: &str,

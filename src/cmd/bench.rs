@@ -1,16 +1,22 @@
 //! `bbb-webhooks bench`: the service under load, measured from outside.
 //!
 //! Starts the service (this binary, `serve`) against the local Redis with its own key prefix and
-//! channel, starts a receiver with one path per hook, registers the hooks, publishes one
-//! `MeetingCreatedEvtMsg` and then N messages (a new user joining and a public chat message,
-//! alternately: the workload of `../shared/reference/baseline.md`) at full speed or at a given
-//! rate, and waits for every delivery. Reports deliveries/s, publish→receipt latency
-//! (p50/p99/max, first receipt of each event on each hook), lost, duplicated and reordered
-//! deliveries, and the service's CPU time and peak RSS.
+//! channel, starts a receiver with one path per hook (answering at once, or after a delay, like a
+//! distant receiver), registers the hooks, publishes one `MeetingCreatedEvtMsg` per meeting and
+//! then N messages spread over the meetings in turn (a new user joining and a public chat
+//! message, alternately: with one meeting, the workload of bbb-webhooks 3.5.0's measured
+//! baseline) at full speed or at a given rate, and waits for every delivery. Reports
+//! deliveries/s, publish→receipt latency (p50/p99/max, first receipt of each event on each hook),
+//! lost and duplicated deliveries, events out of order within their meeting, and the service's
+//! CPU time and peak RSS.
+//!
+//! It owns the subcommand's arguments, the workload, the receiver and the analysis. It does not
+//! look inside the service: it runs it as a separate process, configured by a file, and talks to
+//! it only through Redis, its hooks API (`hooks`' client) and the callbacks.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,41 +26,67 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone)]
-pub struct BenchOptions {
-    /// Messages after the meeting creation.
-    pub events: usize,
+#[derive(clap::Args)]
+pub struct Args {
+    /// Messages to publish after the meeting creation (a join and a chat message, alternately).
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
     /// Messages per second; 0 publishes as fast as Redis takes them.
-    pub rate: u64,
-    pub hooks: usize,
-    pub redis_url: String,
-    pub multi_event: usize,
-    /// `hooks.queueSize` of the service under test: by default large enough for the whole burst
-    /// (the default bound, 10,000 per hook, drops the oldest of a larger burst, by design).
-    pub queue_size: Option<usize>,
-    /// The binary to run (`serve`); this one by default.
-    pub binary: Option<PathBuf>,
-    /// Give up waiting when nothing arrives for this long.
-    pub idle_timeout: Duration,
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Global hooks, each with its own receiver path.
+    #[arg(long, default_value_t = 1)]
+    hooks: usize,
+    /// `hooks.multiEvent` of the service under test.
+    #[arg(long, default_value_t = 1)]
+    multi_event: usize,
+    /// Create the hooks with their own `multiEvent=N` (1-100).
+    #[arg(long)]
+    hook_multi_event: Option<usize>,
+    /// Meetings the messages are spread over.
+    #[arg(long, default_value_t = 1)]
+    meetings: usize,
+    /// The receiver answers each request this many ms after it arrived (a distant receiver).
+    #[arg(long, default_value_t = 0)]
+    receiver_delay_ms: u64,
+    /// `hooks.ordering` of the service under test: meeting or hook.
+    #[arg(long, default_value = "meeting")]
+    ordering: String,
+    /// `hooks.queueSize` of the service under test; by default the whole burst fits.
+    #[arg(long)]
+    queue_size: Option<usize>,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Give up when no delivery arrives for this many seconds.
+    #[arg(long, default_value_t = 20)]
+    idle_timeout: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct BenchReport {
-    pub options: BenchOptions,
-    pub expected: usize,
-    pub requests: usize,
-    pub delivered: usize,
-    pub lost: usize,
-    pub duplicates: usize,
-    pub reordered: usize,
-    pub elapsed: Duration,
-    pub latency_ms: (f64, f64, f64),
-    pub cpu_seconds: f64,
-    pub peak_rss_mib: f64,
+/// Prints the report; exit status 3 when deliveries were lost.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let report = measure(args).await?;
+    println!("{report}");
+    Ok(if report.lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+struct BenchReport {
+    options: Args,
+    delivered: usize,
+    lost: usize,
+    duplicates: usize,
+    reordered: usize,
+    elapsed: Duration,
+    latency_ms: (f64, f64, f64),
+    cpu_seconds: f64,
+    peak_rss_mib: f64,
 }
 
 impl BenchReport {
-    pub fn deliveries_per_second(&self) -> f64 {
+    fn deliveries_per_second(&self) -> f64 {
         self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -67,18 +99,24 @@ impl fmt::Display for BenchReport {
         } else {
             format!("{}/s", o.rate)
         };
+        let multi = match o.hook_multi_event {
+            Some(n) => format!("{n} (hook)"),
+            None => o.multi_event.to_string(),
+        };
         writeln!(
             f,
-            "| hooks | rate | events | deliveries/s | p50 ms | p99 ms | max ms | lost | dup | reordered | CPU s | peak MiB |"
+            "| hooks | meetings | delay ms | multiEvent | rate | events | deliveries/s | p50 ms | p99 ms | max ms | lost | dup | reordered | CPU s | peak MiB |"
         )?;
         writeln!(
             f,
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         )?;
         write!(
             f,
-            "| {} | {rate} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.2} | {:.1} |",
+            "| {} | {} | {} | {multi} | {rate} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.2} | {:.1} |",
             o.hooks,
+            o.meetings,
+            o.receiver_delay_ms,
             o.events,
             self.deliveries_per_second(),
             self.latency_ms.0,
@@ -101,6 +139,8 @@ type Receipt = (usize, Bytes, Instant);
 struct Receipts {
     all: Mutex<Vec<Receipt>>,
     events: AtomicUsize,
+    /// How long the receiver takes to answer.
+    delay: Duration,
 }
 
 /// How each event starts in a form-encoded `event` field: `{"data"`.
@@ -121,17 +161,24 @@ async fn receive(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push((hook, body, now));
+    if !r.delay.is_zero() {
+        tokio::time::sleep(r.delay).await;
+    }
     ""
 }
 
-pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
+async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("bench:{}", &id[..10]);
     let channel = format!("{prefix}:channel");
     let secret = format!("bench-{id}");
 
     // The receiver.
-    let receipts = Arc::new(Receipts::default());
+    let meetings = options.meetings.max(1);
+    let receipts = Arc::new(Receipts {
+        delay: Duration::from_millis(options.receiver_delay_ms),
+        ..Default::default()
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let receiver_addr = listener.local_addr()?;
     let app = axum::Router::new()
@@ -156,15 +203,12 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
                            "mappingPrefix": k("proc:mapping"), "userMaps": k("proc:userMaps"),
                            "userMapPrefix": k("proc:userMap"), "ownPrefix": k("rs")}},
         "api": {"bind": "127.0.0.1", "port": api_port},
-        "hooks": {"multiEvent": options.multi_event,
-                  "queueSize": options.queue_size.unwrap_or(options.events + 1).max(1)},
+        "hooks": {"multiEvent": options.multi_event, "ordering": options.ordering,
+                  "queueSize": options.queue_size.unwrap_or(options.events + meetings).max(1)},
         "log": {"level": "warn"}
     });
     std::fs::write(&config, serde_json::to_string_pretty(&tree)?)?;
-    let binary = match &options.binary {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?,
-    };
+    let binary = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(&binary)
         .args(["serve", "--config"])
         .arg(&config)
@@ -177,16 +221,21 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     let base = format!("http://127.0.0.1:{api_port}");
     let http = reqwest::Client::new();
     wait_ready(&http, &base).await?;
-    let admin = super::admin::AdminClient::at(&base, &secret);
+    let admin = super::hooks::AdminClient::at(&base, &secret);
     for i in 0..options.hooks {
+        let url = format!("http://{receiver_addr}/h/{i}");
         admin
-            .create(&format!("http://{receiver_addr}/h/{i}"), None, None, false)
+            .create(&super::hooks::NewHook {
+                url: &url,
+                multi_event: options.hook_multi_event,
+                ..Default::default()
+            })
             .await
             .with_context(|| format!("cannot register hook {i}"))?;
     }
 
     // Publish.
-    let messages = workload(options.events);
+    let messages = workload(options.events, meetings);
     let client = redis::Client::open(options.redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let cpu_before = cpu_seconds(pid);
@@ -195,6 +244,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
 
     // Wait for everything, or for silence.
     let expected = options.hooks * messages.len();
+    let idle_timeout = Duration::from_secs(options.idle_timeout);
     let mut last_count = 0;
     let mut last_change = Instant::now();
     loop {
@@ -206,7 +256,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
         if n != last_count {
             last_count = n;
             last_change = Instant::now();
-        } else if last_change.elapsed() > options.idle_timeout {
+        } else if last_change.elapsed() > idle_timeout {
             break;
         }
     }
@@ -240,17 +290,33 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     bail!("the service did not become ready (is Redis running on the given URL?)")
 }
 
-/// Sequence number 0 is the meeting; then joins (odd) and chats (even).
-fn workload(n: usize) -> Vec<String> {
-    let meeting = "183f0bf3a0982a127bdb8161e0c44eb696b3e75c-1700000000000";
-    let now = crate::time::now_ms();
-    let mut out = Vec::with_capacity(n + 1);
-    out.push(json!({"envelope":{"name":"MeetingCreatedEvtMsg","routing":{"sender":"bbb-apps-akka"},"timestamp":now},
-        "core":{"header":{"name":"MeetingCreatedEvtMsg"},"body":{"props":{"meetingProp":{"name":"Bench","extId":"bench","intId":meeting,"isBreakout":false},
-        "durationProps":{"duration":0,"createdTime":now,"createdDate":"now"},"password":{"moderatorPass":"mp","viewerPass":"ap"},
-        "recordProp":{"record":false},"voiceProp":{"voiceConf":"70000","dialNumber":"613-555-1234"},"usersProp":{"maxUsers":0},"metadataProp":{"metadata":{}}}}}})
-        .to_string());
-    for seq in 1..=n {
+/// The internal id of meeting `i`.
+fn meeting_id(i: usize) -> String {
+    format!(
+        "183f0bf3a0982a127bdb8161e0c44eb696b3e75c-{}",
+        1_700_000_000_000u64 + i as u64
+    )
+}
+
+/// The meeting message `seq` belongs to (sequence numbers below `meetings` are the creations).
+fn meeting_of(seq: usize, meetings: usize) -> usize {
+    seq % meetings
+}
+
+/// Sequence numbers 0..M are the meetings' creations; then joins (odd) and chats (even), each
+/// in meeting `seq % M`.
+fn workload(n: usize, meetings: usize) -> Vec<String> {
+    let now = bbb_webhooks::time::now_ms();
+    let mut out = Vec::with_capacity(n + meetings);
+    for i in 0..meetings {
+        out.push(json!({"envelope":{"name":"MeetingCreatedEvtMsg","routing":{"sender":"bbb-apps-akka"},"timestamp":now},
+            "core":{"header":{"name":"MeetingCreatedEvtMsg"},"body":{"props":{"meetingProp":{"name":"Bench","extId":format!("bench-{i}"),"intId":meeting_id(i),"isBreakout":false},
+            "durationProps":{"duration":0,"createdTime":now,"createdDate":"now"},"password":{"moderatorPass":"mp","viewerPass":"ap"},
+            "recordProp":{"record":false},"voiceProp":{"voiceConf":"70000","dialNumber":"613-555-1234"},"usersProp":{"maxUsers":0},"metadataProp":{"metadata":{}}}}}})
+            .to_string());
+    }
+    for seq in meetings..meetings + n {
+        let meeting = meeting_id(meeting_of(seq, meetings));
         let (name, user, body) = if seq % 2 == 1 {
             let user = format!("w_{seq}");
             (
@@ -317,7 +383,7 @@ async fn publish(
 }
 
 /// The sequence numbers of the events in one request body.
-fn events_in(body: &[u8]) -> Vec<usize> {
+fn events_in(body: &[u8], meetings: usize) -> Vec<usize> {
     let Some(event) = form_urlencoded::parse(body)
         .find(|(k, _)| k == "event")
         .map(|(_, v)| v.into_owned())
@@ -330,7 +396,9 @@ fn events_in(body: &[u8]) -> Vec<usize> {
         .filter_map(|e| {
             let a = &e["data"]["attributes"];
             match e["data"]["id"].as_str()? {
-                "meeting-created" => Some(0),
+                "meeting-created" => (0..meetings).find(|i| {
+                    a["meeting"]["internal-meeting-id"].as_str() == Some(meeting_id(*i).as_str())
+                }),
                 "user-joined" => a["user"]["internal-user-id"]
                     .as_str()?
                     .strip_prefix("w_")?
@@ -348,7 +416,7 @@ fn events_in(body: &[u8]) -> Vec<usize> {
 }
 
 fn analyse(
-    options: BenchOptions,
+    options: Args,
     receipts: Vec<Receipt>,
     published: &[Instant],
     started: Instant,
@@ -356,21 +424,24 @@ fn analyse(
     peak_rss_mib: f64,
 ) -> BenchReport {
     let n = published.len();
+    let meetings = options.meetings.max(1);
     let mut first: HashMap<(usize, usize), Instant> = HashMap::new();
     let mut duplicates = 0;
     let mut reordered = 0;
-    let mut max_seen: HashMap<usize, usize> = HashMap::new();
+    // The newest sequence number seen per (hook, meeting): an older one after it is out of order.
+    let mut max_seen: HashMap<(usize, usize), usize> = HashMap::new();
     let mut last_receipt = started;
-    let requests = receipts.len();
     for (hook, body, at) in &receipts {
         last_receipt = last_receipt.max(*at);
-        for seq in events_in(body) {
+        for seq in events_in(body, meetings) {
             if first.contains_key(&(*hook, seq)) {
                 duplicates += 1;
                 continue;
             }
             first.insert((*hook, seq), *at);
-            let max = max_seen.entry(*hook).or_insert(0);
+            let max = max_seen
+                .entry((*hook, meeting_of(seq, meetings)))
+                .or_insert(0);
             if seq < *max {
                 reordered += 1;
             }
@@ -405,8 +476,6 @@ fn analyse(
         );
     }
     BenchReport {
-        expected,
-        requests,
         delivered: first.len(),
         lost: expected.saturating_sub(first.len()),
         duplicates,
