@@ -278,3 +278,51 @@ fn meeting_metadata_is_one_more_key_when_asked_and_nothing_when_not() {
         );
     }
 }
+
+#[test]
+fn the_map_command_reads_the_configuration_serve_reads() {
+    let input = root().join("tests/fixtures/bbb-2.6-new-events/input.jsonl");
+    let run = |args: &[&str], envs: &[(&str, &str)]| -> Vec<Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
+            .args(args)
+            .arg("map")
+            .arg(&input)
+            // No shared secret anywhere: map signs nothing and needs none.
+            .env_remove("SHARED_SECRET")
+            .env_remove("INCLUDE_MEETING_METADATA")
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let metadata = |events: &[Value]| -> usize {
+        events
+            .iter()
+            .filter(|e| e["data"]["id"] != "meeting-created")
+            .filter(|e| e["data"]["attributes"]["meeting"]["metadata"].is_object())
+            .count()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yml");
+    std::fs::write(&file, "hooks:\n  includeMeetingMetadata: true\n").unwrap();
+    let file = file.to_string_lossy().into_owned();
+
+    let plain = run(
+        &["--config", &file],
+        &[("INCLUDE_MEETING_METADATA", "false")],
+    );
+    assert_eq!(metadata(&plain), 0, "the environment wins over the file");
+    let from_file = run(&["--config", &file], &[]);
+    let from_env = run(&[], &[("INCLUDE_MEETING_METADATA", "true")]);
+    assert_eq!(from_file, from_env);
+    assert!(metadata(&from_file) >= 10, "{from_file:?}");
+}
