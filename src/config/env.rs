@@ -86,6 +86,12 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ),
     ("HOOK_SIGNING_SECRET", "hooks.signingSecret", Kind::Text),
     ("MAX_HOOKS", "hooks.maxHooks", Kind::Number),
+    ("BBB_API_URL", "bbb.apiUrl", Kind::Text),
+    (
+        "LOOKUP_MISSED_MEETINGS",
+        "bbb.lookupMissedMeetings",
+        Kind::Bool,
+    ),
 ];
 
 /// Variables of the reference that we read but do not act on: they are reported, not failed.

@@ -40,6 +40,10 @@ pub struct BbbSettings {
     pub auth2_0: bool,
     /// Only used to cut the checksum "method" out of the request path, as the reference does.
     pub api_path: String,
+    /// bbb-web's API, asked (`getMeetings`) about meetings the service has no mapping for.
+    pub api_url: HttpUrl,
+    /// Ask bbb-web about meetings the service missed (created while it was not running).
+    pub lookup_missed_meetings: bool,
 }
 
 impl Default for BbbSettings {
@@ -49,6 +53,12 @@ impl Default for BbbSettings {
             shared_secret: None,
             auth2_0: false,
             api_path: "/bigbluebutton/api".into(),
+            // Where bbb-web listens on a BigBlueButton server (nginx proxies the public
+            // /bigbluebutton/api to it).
+            api_url: "http://127.0.0.1:8090/bigbluebutton/api"
+                .parse()
+                .expect("a valid URL"),
+            lookup_missed_meetings: true,
         }
     }
 }

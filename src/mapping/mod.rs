@@ -129,13 +129,17 @@ impl Mapper {
 
     /// Maps one raw message received at `received_at` (ms).
     pub fn map(&mut self, raw: &[u8], received_at: u64) -> Result<Vec<Event>, MapError> {
-        if raw.len() > MAX_MESSAGE_BYTES {
-            return Err(MapError::TooLarge);
-        }
-        let text = std::str::from_utf8(raw).map_err(|_| MapError::Malformed("not UTF-8".into()))?;
-        let root: Value =
-            serde_json::from_str(text).map_err(|e| MapError::Malformed(e.to_string()))?;
-        let msg = Message::classify(&root, text)?;
+        self.map_parsed(&Parsed::new(raw)?, received_at)
+    }
+
+    /// Maps a message already parsed (the processing stage looks at its meeting first).
+    pub fn map_parsed(
+        &mut self,
+        parsed: &Parsed,
+        received_at: u64,
+    ) -> Result<Vec<Event>, MapError> {
+        let (root, text) = (&parsed.root, parsed.text);
+        let msg = Message::classify(root, text)?;
         let mut cx = Cx {
             state: &mut self.state,
             received_at,
@@ -175,6 +179,54 @@ impl Mapper {
             }
         }
         Ok(events)
+    }
+}
+
+/// A raw message read as JSON, not mapped yet. What comes before mapping may ask it which
+/// meeting it names ([`Parsed::meeting_to_look_up`]) and learn about that meeting first.
+pub struct Parsed<'a> {
+    text: &'a str,
+    root: Value,
+}
+
+/// Messages that name a meeting the state need not know beforehand: those that create one, and
+/// bbb-web's recording messages, which name meetings long gone.
+const NO_LOOKUP: &[&str] = &[
+    "MeetingCreatedEvtMsg",
+    "PublishedRecordingSysMsg",
+    "UnpublishedRecordingSysMsg",
+    "DeletedRecordingSysMsg",
+];
+
+impl<'a> Parsed<'a> {
+    /// Reads the bytes as JSON: too large, not UTF-8 or not JSON are the errors of [`Mapper::map`].
+    pub fn new(raw: &'a [u8]) -> Result<Self, MapError> {
+        if raw.len() > MAX_MESSAGE_BYTES {
+            return Err(MapError::TooLarge);
+        }
+        let text = std::str::from_utf8(raw).map_err(|_| MapError::Malformed("not UTF-8".into()))?;
+        let root: Value =
+            serde_json::from_str(text).map_err(|e| MapError::Malformed(e.to_string()))?;
+        Ok(Parsed { text, root })
+    }
+
+    /// The internal meeting id of a 2.x–3.x message that produces events about a meeting that
+    /// should already be known (not its creation, not a recording's afterlife): the meeting to
+    /// ask BigBlueButton about when the state does not know it.
+    pub fn meeting_to_look_up(&self) -> Option<&str> {
+        let msg = Message::classify(&self.root, self.text).ok()?;
+        let wanted = msg.shape == Shape::Envelope
+            && HANDLERS.0.contains_key(msg.name)
+            && !NO_LOOKUP.contains(&msg.name);
+        if wanted { msg.meeting_id() } else { None }
+    }
+
+    /// The internal id of the meeting this message creates, if it creates one.
+    pub fn creates_meeting(&self) -> Option<&str> {
+        let msg = Message::classify(&self.root, self.text).ok()?;
+        matches!(msg.name, "MeetingCreatedEvtMsg" | "meeting_created_message")
+            .then(|| msg.meeting_id())
+            .flatten()
     }
 }
 
