@@ -201,6 +201,10 @@ impl Enqueuer {
         }
         let changes = self.mapper.state.take_journal();
         self.write(&events, &deliveries, &changes).await;
+        if let Some(oldest) = batch.iter().map(|m| m.received_at).min() {
+            let waited = crate::time::now_ms().saturating_sub(oldest);
+            m.enqueue_latency.observe(waited as f64 / 1000.0);
+        }
         let (meetings, users) = self.mapper.state.counts();
         m.meeting_mappings.set(meetings as i64);
         m.user_mappings.set(users as i64);

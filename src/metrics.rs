@@ -36,6 +36,7 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     pub queue_dropped: IntCounterVec,
     pub delivery_latency: Histogram,
+    pub enqueue_latency: Histogram,
     pub delivery_retries: IntCounter,
     pub deliveries_in_flight: IntGauge,
     pub hooks_removed: IntCounterVec,
@@ -106,6 +107,21 @@ impl Metrics {
         )
         .expect("valid metric");
         let delivery_latency = r.add(delivery_latency);
+        let base = r.names.pop().unwrap_or_default();
+        r.names
+            .extend(["_bucket", "_sum", "_count"].map(|s| format!("{base}{s}")));
+        // What a crash can lose: messages received but not yet in Redis (pub/sub cannot replay).
+        let enqueue_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "bbb_webhooks_enqueue_latency_seconds",
+                "Time from receiving a batch's oldest message to Redis taking its writes",
+            )
+            .buckets(vec![
+                0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+            ]),
+        )
+        .expect("valid metric");
+        let enqueue_latency = r.add(enqueue_latency);
         let base = r.names.pop().unwrap_or_default();
         r.names
             .extend(["_bucket", "_sum", "_count"].map(|s| format!("{base}{s}")));
@@ -180,6 +196,7 @@ impl Metrics {
                 &["hook"],
             ),
             delivery_latency,
+            enqueue_latency,
             delivery_retries: r.counter(
                 "bbb_webhooks_delivery_retries_total",
                 "Callback attempts after a failed one",

@@ -83,6 +83,8 @@ struct BenchReport {
     latency_ms: (f64, f64, f64),
     cpu_seconds: f64,
     peak_rss_mib: f64,
+    /// Receipt → in Redis, from the service's own histogram: (p99, max) upper bounds in ms.
+    crash_window_ms: Option<(f64, f64)>,
 }
 
 impl BenchReport {
@@ -127,7 +129,14 @@ impl fmt::Display for BenchReport {
             self.reordered,
             self.cpu_seconds,
             self.peak_rss_mib
-        )
+        )?;
+        if let Some((p99, max)) = self.crash_window_ms {
+            write!(
+                f,
+                "\nreceipt → in Redis (what a kill -9 could lose): p99 ≤ {p99} ms, max ≤ {max} ms"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -192,6 +201,9 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     let api_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let dir = std::env::temp_dir().join(format!("bbb-webhooks-{prefix}").replace(':', "-"));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("config.yml");
@@ -203,6 +215,7 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
                            "mappingPrefix": k("proc:mapping"), "userMaps": k("proc:userMaps"),
                            "userMapPrefix": k("proc:userMap"), "ownPrefix": k("rs")}},
         "api": {"bind": "127.0.0.1", "port": api_port},
+        "prometheus": {"enabled": true, "host": "127.0.0.1", "port": metrics_port},
         "hooks": {"multiEvent": options.multi_event, "ordering": options.ordering,
                   "queueSize": options.queue_size.unwrap_or(options.events + meetings).max(1)},
         "log": {"level": "warn"}
@@ -264,6 +277,14 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let cpu = cpu_seconds(pid) - cpu_before;
     let peak = peak_rss_mib(pid);
+    let crash_window = match http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+    {
+        Ok(r) => crash_window(&r.text().await.unwrap_or_default()),
+        Err(_) => None,
+    };
     let _ = tokio::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -274,7 +295,9 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     let _ = std::fs::remove_dir_all(&dir);
 
     let receipts = std::mem::take(&mut *receipts.all.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok(analyse(options, receipts, &published, started, cpu, peak))
+    let mut report = analyse(options, receipts, &published, started, cpu, peak);
+    report.crash_window_ms = crash_window;
+    Ok(report)
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
@@ -488,8 +511,39 @@ fn analyse(
         ),
         cpu_seconds,
         peak_rss_mib,
+        crash_window_ms: None,
         options,
     }
+}
+
+/// The p99 and max of `bbb_webhooks_enqueue_latency_seconds`, as the upper bounds (ms) of the
+/// histogram's buckets that hold them.
+fn crash_window(metrics: &str) -> Option<(f64, f64)> {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("bbb_webhooks_enqueue_latency_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, count) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let at = |share: f64| {
+        buckets
+            .iter()
+            .find(|(_, count)| *count >= total * share)
+            .map(|(le, _)| le * 1000.0)
+    };
+    Some((at(0.99)?, at(1.0)?))
 }
 
 /// CPU seconds (user + system) the process used so far, from /proc.
@@ -531,5 +585,32 @@ async fn cleanup(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) {
         .unwrap_or_default();
     for chunk in keys.chunks(500) {
         let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(conn).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crash_window_is_read_from_the_histogram() {
+        let text = "\
+bbb_webhooks_enqueue_latency_seconds_bucket{le=\"0.001\"} 90
+bbb_webhooks_enqueue_latency_seconds_bucket{le=\"0.002\"} 99
+bbb_webhooks_enqueue_latency_seconds_bucket{le=\"0.005\"} 100
+bbb_webhooks_enqueue_latency_seconds_bucket{le=\"+Inf\"} 100
+";
+        assert_eq!(crash_window(text), Some((2.0, 5.0)));
+        assert_eq!(crash_window(""), None);
+    }
+
+    #[test]
+    fn events_are_spread_over_meetings_in_turn() {
+        let w = workload(6, 3);
+        assert_eq!(w.len(), 9);
+        for (seq, m) in w.iter().enumerate() {
+            let want = meeting_id(meeting_of(seq, 3));
+            assert!(m.contains(&want), "message {seq} is in meeting {want}");
+        }
     }
 }
