@@ -12,6 +12,12 @@
 //! out of the next one). Every few seconds it also expires inactive meetings and stores meeting
 //! activity. When Redis is found to have lost its data ([`crate::redis_watch`]), it writes the
 //! hooks and mappings it holds in memory again and re-reads the queues' depths.
+//!
+//! Before mapping a batch it asks bbb-web ([`crate::bbb_web`]) about the meetings the batch names
+//! that the state does not know (created while no bbb-webhooks ran), so that their events carry
+//! the external id and reach the hooks scoped to them. That is the one wait on something other
+//! than Redis: at most one call per batch, bounded in time, never twice for one meeting within
+//! minutes, none at all for a while after bbb-web failed to answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +25,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::bbb_web::MeetingLookup;
 use crate::config::Settings;
 use crate::event::Event;
 use crate::health::Readiness;
 use crate::hooks::{Hook, HookRegistry};
 use crate::input::{IntakeReceiver, RawMessage};
 use crate::logging::RateLimit;
-use crate::mapping::{MapError, Mapper};
+use crate::mapping::{MapError, Mapper, Parsed};
 use crate::metrics::Metrics;
 use crate::queue::{Append, Appends, DeliveryQueue};
 use crate::routing::{Filters, route};
@@ -68,6 +75,8 @@ pub struct Enqueuer {
     /// Cancelled at shutdown: a batch Redis keeps refusing is then given up after `grace`.
     stop: CancellationToken,
     grace: Duration,
+    /// Asks bbb-web about meetings the state does not know; `None` when turned off.
+    lookup: Option<MeetingLookup>,
 }
 
 impl Enqueuer {
@@ -90,9 +99,22 @@ impl Enqueuer {
             &settings.hooks.include_events,
             &settings.hooks.exclude_events,
         );
+        let lookup = settings
+            .bbb
+            .lookup_missed_meetings
+            .then(|| {
+                let url = settings.bbb.api_url.as_str();
+                MeetingLookup::new(url, settings.secret(), metrics.clone())
+                    .inspect_err(
+                        |e| tracing::error!(error = %e, "cannot ask bbb-web about missed meetings"),
+                    )
+                    .ok()
+            })
+            .flatten();
         Enqueuer {
+            mapper: Mapper::new(state)
+                .with_meeting_metadata(settings.hooks.include_meeting_metadata),
             settings,
-            mapper: Mapper::new(state),
             store,
             registry,
             queue,
@@ -103,6 +125,7 @@ impl Enqueuer {
             filters,
             stop,
             grace,
+            lookup,
         }
     }
 
@@ -140,10 +163,24 @@ impl Enqueuer {
         // What goes where is decided once; only the write is retried.
         let mut events: Vec<Event> = Vec::new();
         let mut deliveries: Vec<(usize, Arc<Hook>)> = Vec::new();
-        for raw in &batch {
+        // Read once, here: the meetings the batch names are looked up before any is mapped.
+        let parsed: Vec<Result<Parsed, MapError>> =
+            batch.iter().map(|raw| Parsed::new(&raw.payload)).collect();
+        self.look_up_missed_meetings(&parsed).await;
+        for (raw, parsed) in batch.iter().zip(&parsed) {
             m.messages_received.inc();
             crate::fault::enqueuer(&raw.payload);
-            let mapped = match self.mapper.map(&raw.payload, raw.received_at) {
+            let mapped = match parsed {
+                Ok(parsed) => {
+                    self.learn_missed_meeting(parsed, raw.received_at);
+                    self.mapper.map_parsed(parsed, raw.received_at)
+                }
+                Err(e) => {
+                    self.count_failure(e, raw);
+                    continue;
+                }
+            };
+            let mapped = match mapped {
                 Ok(events) => events,
                 Err(e) => {
                     self.count_failure(&e, raw);
@@ -171,6 +208,51 @@ impl Enqueuer {
         let (meetings, users) = self.mapper.state.counts();
         m.meeting_mappings.set(meetings as i64);
         m.user_mappings.set(users as i64);
+    }
+
+    /// Asks bbb-web, in one call, about the meetings this batch names that the state does not
+    /// know and that no earlier message of the batch creates.
+    async fn look_up_missed_meetings(&mut self, parsed: &[Result<Parsed<'_>, MapError>]) {
+        let Some(lookup) = self.lookup.as_mut() else {
+            return;
+        };
+        let state = &self.mapper.state;
+        let mut created: Vec<&str> = Vec::new();
+        let mut unknown: Vec<&str> = Vec::new();
+        for p in parsed.iter().flatten() {
+            if let Some(m) = p.creates_meeting() {
+                created.push(m);
+            } else if let Some(m) = p.meeting_to_look_up()
+                && state.external_meeting_id(m).is_none()
+                && !created.contains(&m)
+                && !unknown.contains(&m)
+            {
+                unknown.push(m);
+            }
+        }
+        if !unknown.is_empty() {
+            lookup.resolve(&unknown).await;
+        }
+    }
+
+    /// Records what bbb-web listed of the meeting this message names, if the state still does
+    /// not know it: the same mapping `meeting-created` would have made, persisted the same way.
+    fn learn_missed_meeting(&mut self, parsed: &Parsed, now: u64) {
+        let Some(lookup) = self.lookup.as_mut() else {
+            return;
+        };
+        let Some(m) = parsed.meeting_to_look_up() else {
+            return;
+        };
+        if self.mapper.state.external_meeting_id(m).is_some() {
+            return;
+        }
+        if let Some(info) = lookup.take(m) {
+            tracing::info!(meeting = m, external = %info.external_id, name = info.name.as_deref().unwrap_or(""), "mapped a meeting the service missed, from bbb-web");
+            self.mapper
+                .state
+                .meeting_created(m, Some(&info.external_id), Some(info.metadata), now);
+        }
     }
 
     fn count_failure(&self, e: &MapError, raw: &RawMessage) {

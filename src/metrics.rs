@@ -45,6 +45,7 @@ pub struct Metrics {
     pub intake_dropped: IntCounter,
     pub redis_data_lost: IntCounter,
     pub api_checksum_failures: IntCounter,
+    pub meeting_lookups: IntCounterVec,
 }
 
 /// A registry that remembers the name of every family registered in it.
@@ -229,6 +230,11 @@ impl Metrics {
             api_checksum_failures: r.counter(
                 "bbb_webhooks_api_checksum_failures_total",
                 "Hooks API calls refused for their checksum",
+            ),
+            meeting_lookups: r.counter_vec(
+                "bbb_webhooks_meeting_lookups_total",
+                "Meetings unknown to the service asked about at bbb-web (found, not_found), or not (failed: bbb-web did not answer; skipped: it failed lately)",
+                &["result"],
             ),
             names: r.names,
             registry: r.registry,

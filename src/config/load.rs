@@ -152,6 +152,16 @@ fn redact_url(url: &str) -> String {
 
 /// Defaults → files → environment → BigBlueButton properties; then typed and validated.
 pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
+    load_checked(sources, true)
+}
+
+/// As [`load`], but without a shared secret being an error: for the tools that only map
+/// messages (`map`), which sign nothing yet should read the configuration `serve` reads.
+pub fn load_without_secret(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
+    load_checked(sources, false)
+}
+
+fn load_checked(sources: &ConfigSources, need_secret: bool) -> Result<LoadedConfig, ConfigError> {
     let defaults = serde_json::to_value(Settings::default()).expect("settings serialize");
     let mut tree = defaults.clone();
     let mut origin = BTreeMap::new();
@@ -211,7 +221,7 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
         sources: origin,
         notes,
     };
-    super::validate::validate(&loaded)?;
+    super::validate::validate(&loaded, need_secret)?;
     Ok(loaded)
 }
 
@@ -370,7 +380,7 @@ impl LoadedConfig {
             sources: origin,
             notes: Vec::new(),
         };
-        super::validate::validate(&loaded)?;
+        super::validate::validate(&loaded, true)?;
         Ok(loaded)
     }
 }
@@ -660,6 +670,12 @@ xapi:
     fn no_secret_anywhere_is_refused() {
         let err = load(&sources(&[], &[], &[PathBuf::from("/nonexistent")])).unwrap_err();
         assert!(matches!(err, ConfigError::NoSecret), "{err}");
+        // Unless the caller signs nothing; the rest is still read and checked.
+        let env = [("INCLUDE_MEETING_METADATA", "true")];
+        let loaded = load_without_secret(&sources(&[], &env, &[])).unwrap();
+        assert!(loaded.settings.hooks.include_meeting_metadata);
+        let env = [("SERVER_PORT", "http")];
+        assert!(load_without_secret(&sources(&[], &env, &[])).is_err());
     }
 
     #[test]

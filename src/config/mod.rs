@@ -29,7 +29,7 @@ pub use http_url::HttpUrl;
 /// The algorithm settings' type, at home in [`crate::checksum`].
 pub use crate::checksum::ChecksumAlgorithm;
 
-pub use load::{ConfigSources, EnvLookup, LoadedConfig, Source, load};
+pub use load::{ConfigSources, EnvLookup, LoadedConfig, Source, load, load_without_secret};
 pub use parse::{parse_bool, parse_list};
 pub use settings::*;
 

@@ -12,6 +12,7 @@ mod fixtures;
 mod hardening;
 mod helpers;
 mod lanes;
+mod missed_meetings;
 mod ops;
 mod pipeline;
 mod private_redis;
