@@ -111,13 +111,17 @@ impl Worker {
                 return;
             }
             if self.shared.draining.is_cancelled() {
-                // Let the requests out finish (the pool aborts them after its grace period).
-                while let Some(done) = self.in_flight.join_next().await {
+                // Let the requests out finish, until the pool's grace period is over.
+                loop {
+                    let done = tokio::select! {
+                        done = self.in_flight.join_next() => done,
+                        _ = self.abort.cancelled() => return,
+                    };
+                    let Some(done) = done else { return };
                     if let Step::Stop = self.finished(done).await {
                         return;
                     }
                 }
-                return;
             }
             if self.more && self.lanes.held() < WINDOW && !self.fill().await {
                 continue;
