@@ -75,6 +75,11 @@ pub struct Args {
     /// Print the service's RSS and the events received so far every this many seconds.
     #[arg(long, default_value_t = 0)]
     sample_every: u64,
+    /// Users per meeting, joining again in turn (0: a new user with every join, as the 3.x
+    /// baseline). A soak uses a pool so that the meeting state stays the same size and any
+    /// growth of memory is the service's own.
+    #[arg(long, default_value_t = 0)]
+    user_pool: usize,
 }
 
 /// Prints the report; exit status 3 when deliveries were lost.
@@ -286,7 +291,7 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     }
 
     // Publish.
-    let messages = workload(options.events, meetings);
+    let messages = workload(options.events, meetings, options.user_pool);
     let client = redis::Client::open(redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let cpu_before = cpu_seconds(pid);
@@ -394,9 +399,21 @@ fn meeting_of(seq: usize, meetings: usize) -> usize {
     seq % meetings
 }
 
-/// Sequence numbers 0..M are the meetings' creations; then joins (odd) and chats (even), each
-/// in meeting `seq % M`.
-fn workload(n: usize, meetings: usize) -> Vec<String> {
+/// Sequence numbers 0..M are the meetings' creations; after them, message `seq` belongs to
+/// meeting `seq % M`, and each meeting alternates a join (odd rounds `seq / M`) and a chat
+/// message of the user who joined just before in it (even rounds). With one meeting: the
+/// workload of bbb-webhooks 3.5.0's measured baseline. A join's external user id is
+/// `ext-<seq>`; its internal id is new (`w_<seq>`), or with a pool of `pool` users per meeting,
+/// one of those in turn.
+fn workload(n: usize, meetings: usize, pool: usize) -> Vec<String> {
+    let user_of = |seq: usize| match pool {
+        0 => format!("w_{seq}"),
+        _ => format!(
+            "w_{}_{}",
+            meeting_of(seq, meetings),
+            (seq / meetings / 2) % pool
+        ),
+    };
     let now = bbb_webhooks::time::now_ms();
     let mut out = Vec::with_capacity(n + meetings);
     for i in 0..meetings {
@@ -408,15 +425,15 @@ fn workload(n: usize, meetings: usize) -> Vec<String> {
     }
     for seq in meetings..meetings + n {
         let meeting = meeting_id(meeting_of(seq, meetings));
-        let (name, user, body) = if seq % 2 == 1 {
-            let user = format!("w_{seq}");
+        let (name, user, body) = if (seq / meetings) % 2 == 1 {
+            let user = user_of(seq);
             (
                 "UserJoinedMeetingEvtMsg",
                 user.clone(),
                 json!({"intId":user,"extId":format!("ext-{seq}"),"name":"Student","role":"VIEWER","guest":false,"authed":true,"guestStatus":"ALLOW","emoji":"none","reactionEmoji":"none","raiseHand":false,"away":false,"pin":false,"presenter":false,"locked":true,"avatar":"","color":"#7b1fa2","clientType":"HTML5"}),
             )
         } else {
-            let user = format!("w_{}", seq - 1);
+            let user = user_of(seq - meetings);
             (
                 "GroupChatMessageBroadcastEvtMsg",
                 user.clone(),
@@ -618,9 +635,9 @@ fn events_in(body: &[u8], meetings: usize) -> Vec<usize> {
                 "meeting-created" => (0..meetings).find(|i| {
                     a["meeting"]["internal-meeting-id"].as_str() == Some(meeting_id(*i).as_str())
                 }),
-                "user-joined" => a["user"]["internal-user-id"]
+                "user-joined" => a["user"]["external-user-id"]
                     .as_str()?
-                    .strip_prefix("w_")?
+                    .strip_prefix("ext-")?
                     .parse()
                     .ok(),
                 "chat-group-message-sent" => a["chat-message"]["id"]
@@ -812,11 +829,33 @@ bbb_webhooks_enqueue_latency_seconds_bucket{le=\"+Inf\"} 100
 
     #[test]
     fn events_are_spread_over_meetings_in_turn() {
-        let w = workload(6, 3);
+        let w = workload(6, 3, 0);
         assert_eq!(w.len(), 9);
         for (seq, m) in w.iter().enumerate() {
             let want = meeting_id(meeting_of(seq, 3));
             assert!(m.contains(&want), "message {seq} is in meeting {want}");
         }
+    }
+
+    #[test]
+    fn a_user_pool_keeps_the_users_few_and_the_joins_countable() {
+        let w = workload(200, 2, 3);
+        let joins = w
+            .iter()
+            .filter(|m| m.contains("UserJoinedMeetingEvtMsg"))
+            .count();
+        assert_eq!(joins, 100, "half the messages are joins");
+        let users: std::collections::BTreeSet<String> = w
+            .iter()
+            .filter(|m| m.contains("UserJoinedMeetingEvtMsg"))
+            .map(|m| {
+                let v: Value = serde_json::from_str(m).unwrap();
+                v["core"]["body"]["intId"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(users.len(), 2 * 3, "three users per meeting");
+        assert!(w[2].contains("\"extId\":\"ext-2\""), "{}", w[2]);
+        assert!(w[3].contains("\"extId\":\"ext-3\""), "{}", w[3]);
+        assert!(w[4].contains("GroupChatMessageBroadcastEvtMsg"), "{}", w[4]);
     }
 }
