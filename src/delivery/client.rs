@@ -1,6 +1,8 @@
 //! The one HTTP client every hook shares: keep-alive pools per host, a bound per attempt
 //! (connect included), redirects 307/308 followed with the same method and body (at most 5),
-//! anything else a failure, and the optional SSRF guard on resolved addresses.
+//! anything else a failure, and the optional SSRF guard on resolved addresses. An answer's body
+//! is read up to [`MAX_ANSWER_BYTES`] and no further: a receiver cannot make the service hold
+//! more than that per request, whatever it streams.
 //!
 //! This module owns sending one attempt and classifying its outcome. It does not build the request
 //! ([`super::request`]), schedule retries ([`super::retry`]), nor parse the address blocks: the
@@ -17,6 +19,11 @@ use super::request::Callback;
 use crate::config::{CidrList, Settings};
 
 const MAX_REDIRECTS: usize = 5;
+
+/// How much of an answer's body is read. Its content never matters (only the status does); a
+/// small body is read whole so that the connection can be reused, a larger one is abandoned
+/// with its connection.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,14 +167,26 @@ impl CallbackClient {
         match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                // Read (and drop) the body so the connection can be reused; its fate does not
-                // change the outcome.
-                let _ = response.bytes().await;
+                discard_body(response).await;
                 classify(status)
             }
             Err(e) => Outcome::Failed {
                 reason: error_reason(&e),
             },
+        }
+    }
+}
+
+/// Reads (and drops) at most [`MAX_ANSWER_BYTES`] of the body, chunk by chunk, so that a short
+/// answer leaves its connection reusable. A longer body is abandoned: dropping the response
+/// closes the connection, which is cheaper than reading a receiver's stream to its end. The
+/// body's fate never changes the outcome.
+async fn discard_body(mut response: reqwest::Response) {
+    let mut read = 0usize;
+    while read <= MAX_ANSWER_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => return,
         }
     }
 }

@@ -541,3 +541,48 @@ async fn the_network_guard_refuses_denied_targets() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_endless_answer_is_read_no_further_than_the_cap() {
+    // The receiver answers 200 and then streams a body that never ends; the attempt bound is far
+    // away, so only the cap on what is read can end the attempt early.
+    let rx = RawServer::start(RawAnswer::Endless {
+        cap: 512 * 1024 * 1024,
+    })
+    .await;
+    let env = Env::new("dl-endless").with("hooks.requestTimeout", json!(60_000));
+    let app = env.start().await;
+    app.create_hook(&rx.url("/endless"), "").await;
+    env.publish(&[
+        chat("int-e", "w_1", "first"),
+        chat("int-e", "w_1", "second"),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    // One lane, in order: the second request only leaves once the first counts as delivered.
+    let heads = rx.wait_for(2, WAIT).await;
+    assert!(
+        heads.iter().all(|h| h.starts_with("POST /endless")),
+        "{heads:?}"
+    );
+    let done = format!(
+        "bbb_webhooks_out_hooks_processed_events{{callbackURL=\"{}\",eventId=\"chat-group-message-sent\"}} 2",
+        rx.url("/endless")
+    );
+    let delivered = eventually(WAIT, || async { app.app.metrics.render().contains(&done) }).await;
+    assert!(delivered, "{}", app.app.metrics.render());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "both delivered well before the attempt bound: {:?}",
+        started.elapsed()
+    );
+    // What the receiver got through before each connection was dropped: the cap, plus what
+    // the socket buffers on the way hold (on loopback, a few MB that the kernel holds, not the
+    // service); nowhere near the 512 MB it would have streamed to a client that reads it all.
+    let per_request = rx.written() / heads.len() as u64;
+    assert!(
+        per_request < 8 * 1024 * 1024,
+        "the receiver wrote {per_request} bytes per request"
+    );
+    app.stop().await;
+}
