@@ -562,3 +562,63 @@ async fn the_number_of_hooks_is_bounded() {
     );
     app.stop().await;
 }
+
+/// Not a test: the cost of creates with many hooks registered, printed for a human to read
+/// (`cargo test --release --features fault-injection --test it api::create_timing -- --ignored
+/// --nocapture`). 4,000 hooks are written to Redis in the reference layout, then 900 are
+/// created through the API, one after the other.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn create_timing() {
+    let env = Env::new("api-timing").with("hooks.maxHooks", json!(10_000));
+    let mut conn = env.redis().await;
+    let mut pipe = redis::pipe();
+    for i in 0..4000 {
+        let id = format!("pre-{i}");
+        pipe.hset_multiple(
+            env.hook_key(&id),
+            &[
+                ("id", id.clone()),
+                ("callbackURL", format!("http://127.0.0.1:9/pre/{i}")),
+                ("permanent", "false".into()),
+                ("getRaw", "false".into()),
+                ("createdAt", i.to_string()),
+            ],
+        )
+        .ignore()
+        .sadd(env.hooks_set(), &id)
+        .ignore();
+    }
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+    let app = env.start().await;
+    // One client for every call, so that what is measured is the service, not connection set-up.
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    for i in 0..900 {
+        let query = format!("callbackURL=http%3A%2F%2F127.0.0.1%3A9%2Fnew%2F{i}");
+        let checksum = bbb_webhooks::api::checksum::sign(
+            "hooks/create",
+            &query,
+            SECRET,
+            ChecksumAlgorithm::Sha1,
+        );
+        let body = client
+            .get(format!(
+                "{}/bigbluebutton/api/hooks/create?{query}&checksum={checksum}",
+                app.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("SUCCESS"), "{body}");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "900 creates on top of 4,000 hooks: {elapsed:.2?} ({:.2?} each)",
+        elapsed / 900
+    );
+    app.stop().await;
+}
