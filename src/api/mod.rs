@@ -8,6 +8,8 @@
 
 pub mod checksum;
 mod handlers;
+#[cfg(test)]
+mod wellformed;
 pub mod xml;
 
 use std::net::SocketAddr;

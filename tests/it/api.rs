@@ -622,3 +622,50 @@ async fn create_timing() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn control_characters_are_refused_and_stored_ones_still_list_as_xml() {
+    let env = Env::new("api-controls");
+    let mut conn = env.redis().await;
+    // A hook another program wrote, with characters XML 1.0 cannot carry.
+    let _: () = conn
+        .hset_multiple(
+            env.hook_key("odd\u{1}id"),
+            &[
+                ("id", "odd\u{1}id"),
+                ("callbackURL", "http://h/a\u{0}b]]>\u{1b}"),
+                ("externalMeetingID", "m\u{8}"),
+                ("eventID", "user-joined\u{1}"),
+                ("permanent", "false"),
+                ("getRaw", "false"),
+            ],
+        )
+        .await
+        .unwrap();
+    let _: () = conn.sadd(env.hooks_set(), "odd\u{1}id").await.unwrap();
+    let app = env.start().await;
+    for query in [
+        "callbackURL=http%3A%2F%2Fh%2Fx%00",
+        "callbackURL=http%3A%2F%2Fh%2Fx&meetingID=a%0Ab",
+        "callbackURL=http%3A%2F%2Fh%2Fx&eventID=user-joined%7F",
+    ] {
+        let (status, body) = app.api("create", query).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                200,
+                "<response><returncode>FAILED</returncode><messageKey>invalidParamCharacter</messageKey><message>Parameters must not contain control characters.</message></response>"
+            ),
+            "{query}"
+        );
+    }
+    let (_, body) = app.api("list", "meetingID=m%08").await;
+    assert!(body.contains("invalidParamCharacter"), "{body}");
+    let (_, list) = app.api("list", "").await;
+    assert_eq!(crate::wellformed::check(&list), Ok(()), "{list:?}");
+    assert_eq!(
+        list,
+        "<response><returncode>SUCCESS</returncode><hooks><hook><hookID>odd\u{FFFD}id</hookID><callbackURL><![CDATA[http://h/a\u{FFFD}b]]]]><![CDATA[>\u{FFFD}]]></callbackURL><meetingID><![CDATA[m\u{FFFD}]]></meetingID><eventID>user-joined\u{FFFD}</eventID><permanentHook>false</permanentHook><rawData>false</rawData></hook></hooks></response>"
+    );
+    app.stop().await;
+}
