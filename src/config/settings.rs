@@ -241,6 +241,12 @@ pub struct HookSettings {
     pub deny_networks: CidrList,
     /// When non-empty, only targets in these CIDR blocks are allowed (checked after `denyNetworks`).
     pub allow_networks: CidrList,
+    /// Send every callback through this proxy. Unset: callbacks go straight to their receiver,
+    /// whatever `HTTP_PROXY` and its kin say.
+    pub proxy: Option<HttpUrl>,
+    /// The proxy enforces the policy of `denyNetworks`/`allowNetworks` itself; required to use
+    /// a proxy together with them, since the service then cannot see where names resolve.
+    pub proxy_enforces_policy: bool,
 }
 
 impl Default for HookSettings {
@@ -268,6 +274,8 @@ impl Default for HookSettings {
             max_concurrent_requests: NonZeroUsize::new(256).expect("not zero"),
             deny_networks: CidrList::default(),
             allow_networks: CidrList::default(),
+            proxy: None,
+            proxy_enforces_policy: false,
         }
     }
 }

@@ -1,6 +1,11 @@
 //! The one HTTP client every hook shares: keep-alive pools per host, a bound per attempt
 //! (connect included), redirects 307/308 followed with the same method and body (at most 5),
-//! anything else a failure, and the optional SSRF guard on resolved addresses. An answer's body
+//! anything else a failure, and the optional SSRF guard on resolved addresses. Callbacks go
+//! through a proxy only when `hooks.proxy` names one: the proxy variables of the environment
+//! (`HTTP_PROXY`, …) are ignored, since through a proxy the guard would only ever see the
+//! proxy's address. With a proxy (allowed with the guard only when `hooks.proxyEnforcesPolicy`
+//! says the proxy applies the same policy), URLs whose host is a denied address are still
+//! refused here; names are the proxy's to resolve and check. An answer's body
 //! is read up to [`MAX_ANSWER_BYTES`] and no further: a receiver cannot make the service hold
 //! more than that per request, whatever it streams.
 //!
@@ -131,7 +136,14 @@ impl CallbackClient {
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .redirect(policy);
-        if guard.is_active() {
+        builder = match &settings.hooks.proxy {
+            // An explicit proxy also turns off the environment's.
+            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.url().clone())?),
+            None => builder.no_proxy(),
+        };
+        // Through a proxy the resolver would only ever be asked for the proxy's own name (and
+        // a proxy inside a denied block is common): the proxy enforces the policy on names.
+        if guard.is_active() && settings.hooks.proxy.is_none() {
             builder = builder.dns_resolver(Arc::new(GuardedResolver(guard.clone())));
         }
         Ok(CallbackClient {
