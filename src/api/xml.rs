@@ -66,6 +66,11 @@ pub mod keys {
         "Parameters must not contain control characters.",
     );
     pub const NOT_FOUND: (&str, &str) = ("notFound", "This API call does not exist.");
+    // Ours, for requests the HTTP layer cannot read (hyper answers them before any route).
+    pub const BAD_REQUEST: (&str, &str) = ("badRequest", "The request could not be read.");
+    pub const URI_TOO_LONG: (&str, &str) = ("uriTooLong", "The request URI is too long.");
+    pub const HEADERS_TOO_LARGE: (&str, &str) =
+        ("headersTooLarge", "The request headers are too large.");
     pub const METHOD: (&str, &str) = (
         "unsupportedRequest",
         "This API call only answers GET requests.",

@@ -147,6 +147,15 @@ pub struct ApiSettings {
     pub supported_checksum_algorithms: Vec<ChecksumAlgorithm>,
     /// Longest query string accepted; longer ones get an XML error.
     pub max_query_bytes: usize,
+    /// Longest time (written in ms) from a request's first byte to the end of its head.
+    #[serde(with = "positive_millis")]
+    pub header_read_timeout: Duration,
+    /// Longest silence (written in ms) on a connection that waits for a request.
+    #[serde(with = "positive_millis")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once; further ones wait to be accepted.
+    #[serde(with = "at_least_one")]
+    pub max_connections: NonZeroUsize,
 }
 
 impl Default for ApiSettings {
@@ -156,6 +165,9 @@ impl Default for ApiSettings {
             port: 3005,
             supported_checksum_algorithms: ChecksumAlgorithm::ALL.to_vec(),
             max_query_bytes: 8192,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: NonZeroUsize::new(1024).expect("not zero"),
         }
     }
 }
