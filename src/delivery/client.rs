@@ -5,9 +5,9 @@
 //! (`HTTP_PROXY`, …) are ignored, since through a proxy the guard would only ever see the
 //! proxy's address. With a proxy (allowed with the guard only when `hooks.proxyEnforcesPolicy`
 //! says the proxy applies the same policy), URLs whose host is a denied address are still
-//! refused here; names are the proxy's to resolve and check. An answer's body
-//! is read up to [`MAX_ANSWER_BYTES`] and no further: a receiver cannot make the service hold
-//! more than that per request, whatever it streams.
+//! refused here; names are the proxy's to resolve and check. An answer's body is read until
+//! [`MAX_ANSWER_BYTES`] are passed and no further: whatever a receiver streams, the service holds
+//! no more than that (and the one chunk that passed it) per request.
 //!
 //! This module owns sending one attempt and classifying its outcome. It does not build the request
 //! ([`super::request`]), schedule retries ([`super::retry`]), nor parse the address blocks: the
@@ -189,10 +189,10 @@ impl CallbackClient {
     }
 }
 
-/// Reads (and drops) at most [`MAX_ANSWER_BYTES`] of the body, chunk by chunk, so that a short
-/// answer leaves its connection reusable. A longer body is abandoned: dropping the response
-/// closes the connection, which is cheaper than reading a receiver's stream to its end. The
-/// body's fate never changes the outcome.
+/// Reads (and drops) the body chunk by chunk until it ends or [`MAX_ANSWER_BYTES`] are passed, so
+/// that a short answer leaves its connection reusable. A longer body is abandoned: dropping the
+/// response closes the connection, which is cheaper than reading a receiver's stream to its end.
+/// The body's fate never changes the outcome.
 async fn discard_body(mut response: reqwest::Response) {
     let mut read = 0usize;
     while read <= MAX_ANSWER_BYTES {
