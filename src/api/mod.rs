@@ -41,8 +41,8 @@ pub struct ApiContext {
 
 pub fn router(ctx: Arc<ApiContext>) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+        .route("/health", get(health).fallback(method_not_allowed))
+        .route("/ready", get(ready).fallback(method_not_allowed))
         .fallback(handlers::dispatch)
         .with_state(ctx)
 }
@@ -59,6 +59,14 @@ pub async fn serve(
     let local = listener.local_addr()?;
     let limits = server::Limits::new(&ctx.settings.api);
     Ok((local, server::run(listener, router(ctx), limits, shutdown)))
+}
+
+/// Other methods on `/health` and `/ready` get the hooks API's XML refusal, not an empty body.
+async fn method_not_allowed() -> Response {
+    xml_answer(
+        StatusCode::METHOD_NOT_ALLOWED,
+        xml::failed(xml::keys::METHOD),
+    )
 }
 
 async fn health() -> Response {

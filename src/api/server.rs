@@ -13,7 +13,7 @@
 //! * **the bodies of hyper's own answers**: a request hyper cannot read gets 400, a URI over
 //!   hyper's limit (65,534 bytes) 414, a head over [`MAX_HEAD_BYTES`] 431, each written by hyper
 //!   with an empty body before any route sees the request. [`ConnIo`] gives them the reference's
-//!   XML failed answer instead, so every answer of the API is XML;
+//!   XML failed answer instead, so that every error the API gives is XML;
 //! * **graceful shutdown**: once the token is cancelled no connection is accepted, requests
 //!   being answered are answered (without keep-alive), connections that are idle or still
 //!   sending a head are closed at once, and the server's future returns when every connection

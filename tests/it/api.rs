@@ -738,6 +738,18 @@ async fn requests_the_http_layer_cannot_read_get_xml_too() {
             "{body}"
         );
     }
+    // The routes' own refusals are XML as well.
+    let r = reqwest::Client::new()
+        .post(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<messageKey>unsupportedRequest</messageKey>"),
+        "{body}"
+    );
     // The service is none the worse.
     let (status, _) = app.get("/health").await;
     assert_eq!(status, 200);
