@@ -4,11 +4,18 @@
 //! kept exactly so existing dashboards keep working. Metrics that only this service has follow
 //! the usual conventions (`_total`, `_seconds`). Every metric lives in the [`Metrics`] of one
 //! running app, so tests that start several apps see their own counts.
+//!
+//! Series labelled with a hook's URL or id live as long as the hook: [`Metrics::forget_hook`]
+//! removes them once the hook is gone, so a service whose hooks come and go does not grow a
+//! series per hook it ever had. This module does not observe hooks itself; whoever sees a hook
+//! go (the delivery pool) calls it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use prometheus::core::Collector;
+use std::collections::HashMap;
+
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -247,12 +254,44 @@ impl Metrics {
         &self.names
     }
 
+    /// Removes every series of a hook that is gone: those labelled with its callback URL
+    /// (processed events, failures, the registered gauge) and those labelled with its id (queue
+    /// depth and drops). Call it once nothing delivers for the hook any more, or a late
+    /// increment brings a series back. A hook created again with the same URL starts its
+    /// counters from zero, which Prometheus reads as a counter reset.
+    pub fn forget_hook(&self, id: &str, url: &str) {
+        remove_series(&self.processed_events, "callbackURL", url);
+        remove_series(&self.hook_failures, "callbackURL", url);
+        remove_series(&self.registered_hooks, "callbackURL", url);
+        // Absent series are not an error worth reporting: there is simply nothing to remove.
+        let _ = self.queue_depth.remove_label_values(&[id]);
+        let _ = self.queue_dropped.remove_label_values(&[id]);
+    }
+
     /// The Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Removes every series of `vec` whose label `name` is `value`, whatever its other labels.
+/// The vector is only asked for what it holds now; series added meanwhile stay.
+fn remove_series<T: MetricVecBuilder>(vec: &MetricVec<T>, name: &str, value: &str) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            if labels.get(name) == Some(&value) {
+                // Labels read back from the vector always match its description.
+                let _ = vec.remove(&labels);
+            }
+        }
     }
 }
 
@@ -297,4 +336,37 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .into_future();
     Ok((local, server))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_a_hook_removes_its_series_and_only_them() {
+        let m = Metrics::new(false);
+        for url in ["http://gone/", "http://kept/"] {
+            for event in ["user-joined", "user-left"] {
+                m.processed_events.with_label_values(&[event, url]).inc();
+                m.hook_failures
+                    .with_label_values(&[url, "500", event])
+                    .inc();
+            }
+            m.registered_hooks
+                .with_label_values(&[url, "false", "false", "true"])
+                .set(1);
+        }
+        m.queue_dropped.with_label_values(&["gone-id"]).inc();
+        m.queue_dropped.with_label_values(&["kept-id"]).inc();
+        m.forget_hook("gone-id", "http://gone/");
+        let text = m.render();
+        assert!(
+            !text.contains("http://gone/") && !text.contains("gone-id"),
+            "{text}"
+        );
+        assert_eq!(text.matches("http://kept/").count(), 5, "{text}");
+        assert!(text.contains("kept-id"), "{text}");
+        // Nothing left to forget is not a failure.
+        m.forget_hook("gone-id", "http://gone/");
+    }
 }

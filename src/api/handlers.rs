@@ -128,9 +128,9 @@ async fn answer(ctx: &ApiContext, call: Call, path: &str, raw_query: &str) -> An
     }
     let params = match Params::parse(raw_query) {
         Ok(p) => p,
-        Err(name) => {
-            tracing::warn!(parameter = %name, "hooks API call refused: repeated parameter");
-            return Answer::failed(keys::REPEATED_PARAM);
+        Err(e) => {
+            tracing::warn!(reason = %e, "hooks API call refused");
+            return Answer::failed(e.answer());
         }
     };
     // The registry is there once the hooks are loaded from Redis.
@@ -242,18 +242,47 @@ fn list(params: Params, registry: Option<&HookRegistry>) -> Answer {
     Answer::ok(xml::list(hooks.iter().map(|h| h.as_ref())))
 }
 
-/// Decoded query parameters (`+` is a space); each name at most once.
+/// Why a query's parameters are refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum ParamError {
+    #[error("the parameter {0:?} is repeated")]
+    Repeated(String),
+    /// C0 controls (NUL included) and DEL have no place in a URL, a meeting id or an event id,
+    /// and most of them cannot be written in XML 1.0 at all.
+    #[error("the parameter {0:?} holds a control character")]
+    ControlCharacter(String),
+}
+
+impl ParamError {
+    fn answer(&self) -> (&'static str, &'static str) {
+        match self {
+            ParamError::Repeated(_) => keys::REPEATED_PARAM,
+            ParamError::ControlCharacter(_) => keys::CONTROL_CHARACTER,
+        }
+    }
+}
+
+/// A C0 control character (U+0000–U+001F) or DEL (U+007F).
+fn is_control(c: char) -> bool {
+    c.is_ascii_control()
+}
+
+/// Decoded query parameters (`+` is a space); each name at most once, and neither names nor
+/// values with a control character.
 struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(raw_query: &str) -> Result<Params, String> {
+    fn parse(raw_query: &str) -> Result<Params, ParamError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
             if k == "checksum" {
                 continue;
             }
+            if k.chars().chain(v.chars()).any(is_control) {
+                return Err(ParamError::ControlCharacter(k.escape_default().to_string()));
+            }
             if pairs.iter().any(|(name, _)| *name == k) {
-                return Err(k.into_owned());
+                return Err(ParamError::Repeated(k.into_owned()));
             }
             pairs.push((k.into_owned(), v.into_owned()));
         }
@@ -265,5 +294,97 @@ impl Params {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::Hook;
+    use proptest::prelude::*;
+
+    #[test]
+    fn control_characters_are_refused_wherever_they_are() {
+        for query in [
+            "callbackURL=http%3A%2F%2Fh%2F%00",
+            "callbackURL=http://h/&meetingID=a%0Ab",
+            "eventID=user-joined%09",
+            "hookID=%7F",
+            "na%01me=x",
+            "meetingID=\u{1}",
+        ] {
+            assert!(
+                matches!(Params::parse(query), Err(ParamError::ControlCharacter(_))),
+                "{query}"
+            );
+        }
+        let ok = Params::parse("callbackURL=http%3A%2F%2Fh%2F%C3%A9&meetingID=a+b").unwrap();
+        assert_eq!(ok.get("callbackURL"), Some("http://h/é"));
+        assert_eq!(ok.get("meetingID"), Some("a b"));
+        assert_eq!(
+            Params::parse("a=1&a=2").err(),
+            Some(ParamError::Repeated("a".into()))
+        );
+    }
+
+    /// A query string as a client might send it: the API's parameter names, separators,
+    /// percent-encoded bytes (controls, invalid UTF-8, markup) and any other character.
+    fn query() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            prop::sample::select(vec![
+                "callbackURL=",
+                "meetingID=",
+                "eventID=",
+                "hookID=",
+                "getRaw=",
+                "checksum=",
+                "&",
+                "=",
+                "+",
+                "%",
+                "]]>",
+                "<",
+                "&amp;",
+            ])
+            .prop_map(String::from),
+            any::<u8>().prop_map(|b| format!("%{b:02X}")),
+            any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..32).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        /// Whatever the query, the parser either refuses it or yields parameters without control
+        /// characters, and a hook made of them lists as well-formed XML.
+        #[test]
+        fn parsed_parameters_always_make_well_formed_xml(raw in query()) {
+            let decoded: Vec<(String, String)> = form_urlencoded::parse(raw.as_bytes())
+                .filter(|(k, _)| k != "checksum")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let has_control = decoded
+                .iter()
+                .any(|(k, v)| k.chars().chain(v.chars()).any(is_control));
+            match Params::parse(&raw) {
+                Err(ParamError::ControlCharacter(_)) => prop_assert!(has_control),
+                Err(ParamError::Repeated(_)) => {}
+                Ok(params) => {
+                    prop_assert!(!has_control);
+                    let hook = Hook {
+                        id: params.get("hookID").unwrap_or("id").to_string(),
+                        callback_url: params.get("callbackURL").unwrap_or("").to_string(),
+                        meeting_id: params.get("meetingID").map(String::from),
+                        event_ids: params.get("eventID").and_then(crate::hooks::parse_event_ids),
+                        permanent: false,
+                        get_raw: false,
+                        created_at: None,
+                        multi_event: None,
+                    };
+                    let check = crate::api::wellformed::check;
+                    prop_assert_eq!(check(&xml::list([&hook])), Ok(()));
+                    prop_assert_eq!(check(&xml::created(&hook)), Ok(()));
+                }
+            }
+        }
     }
 }

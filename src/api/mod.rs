@@ -3,11 +3,15 @@
 //! Routes are matched as Express matched them for the reference: case-insensitive, trailing slash
 //! tolerated, GET and HEAD only. Every answer of the hooks API is XML with HTTP 200 (BigBlueButton
 //! clients read `returncode`, not the status), except unknown paths (404) and other methods (405),
-//! which still answer XML. This module turns typed errors into those answers; it does not own
-//! hooks ([`crate::hooks`]) or checksums' maths ([`checksum`]).
+//! which still answer XML, as do requests the HTTP layer cannot read ([`server`]). This module
+//! turns typed errors into those answers; it does not own hooks ([`crate::hooks`]) or checksums'
+//! maths ([`checksum`]).
 
 pub mod checksum;
 mod handlers;
+pub mod server;
+#[cfg(test)]
+mod wellformed;
 pub mod xml;
 
 use std::net::SocketAddr;
@@ -37,14 +41,15 @@ pub struct ApiContext {
 
 pub fn router(ctx: Arc<ApiContext>) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+        .route("/health", get(health).fallback(method_not_allowed))
+        .route("/ready", get(ready).fallback(method_not_allowed))
         .fallback(handlers::dispatch)
         .with_state(ctx)
 }
 
 /// Binds the API address (failing clearly if it is taken); the server is the returned future,
-/// which runs until `shutdown` (or fails with the listener's error).
+/// which runs until `shutdown` and every connection has closed (limits and timeouts:
+/// [`server`]).
 pub async fn serve(
     ctx: Arc<ApiContext>,
     addr: SocketAddr,
@@ -52,11 +57,16 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>> + Send)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(ctx).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .into_future();
-    Ok((local, server))
+    let limits = server::Limits::new(&ctx.settings.api);
+    Ok((local, server::run(listener, router(ctx), limits, shutdown)))
+}
+
+/// Other methods on `/health` and `/ready` get the hooks API's XML refusal, not an empty body.
+async fn method_not_allowed() -> Response {
+    xml_answer(
+        StatusCode::METHOD_NOT_ALLOWED,
+        xml::failed(xml::keys::METHOD),
+    )
 }
 
 async fn health() -> Response {

@@ -1,5 +1,17 @@
 //! The XML answers of the hooks API, byte for byte as bbb-webhooks 3.x sends them (no
 //! declaration, no whitespace between elements), with values escaped.
+//!
+//! Every answer is well-formed XML 1.0 whatever the values hold. The API refuses parameters
+//! with control characters, but hooks are also read from Redis, where anything may have written
+//! them. Values go out in two ways, as the reference sends them: callback URLs and meeting ids in
+//! CDATA sections ([`cdata`]), ids and event lists as escaped text ([`escape`]). In both, a
+//! character XML 1.0 cannot carry at all (the C0 controls other than tab, line feed and carriage
+//! return, and U+FFFE/U+FFFF) is replaced by U+FFFD, the replacement character: not dropped,
+//! so that a listed value never reads as another, valid one (`http://a\0b` does not become
+//! `http://ab`), and a reader sees that something was there. Values without such characters,
+//! that is every value the API accepts, go out unchanged.
+//!
+//! This module owns the bytes of the answers; which answer a call gets is [`super::handlers`]'.
 
 use crate::hooks::Hook;
 
@@ -49,7 +61,16 @@ pub mod keys {
     pub const REPEATED_PARAM: (&str, &str) =
         ("repeatedParam", "A parameter was given more than once.");
     pub const QUERY_TOO_LONG: (&str, &str) = ("queryTooLong", "The query string is too long.");
+    pub const CONTROL_CHARACTER: (&str, &str) = (
+        "invalidParamCharacter",
+        "Parameters must not contain control characters.",
+    );
     pub const NOT_FOUND: (&str, &str) = ("notFound", "This API call does not exist.");
+    // Ours, for requests the HTTP layer cannot read (hyper answers them before any route).
+    pub const BAD_REQUEST: (&str, &str) = ("badRequest", "The request could not be read.");
+    pub const URI_TOO_LONG: (&str, &str) = ("uriTooLong", "The request URI is too long.");
+    pub const HEADERS_TOO_LARGE: (&str, &str) =
+        ("headersTooLarge", "The request headers are too large.");
     pub const METHOD: (&str, &str) = (
         "unsupportedRequest",
         "This API call only answers GET requests.",
@@ -116,15 +137,31 @@ pub fn list<'a>(hooks: impl IntoIterator<Item = &'a Hook>) -> String {
     out
 }
 
-/// `<![CDATA[…]]>`, with any `]]>` inside split across two sections so it cannot close early.
-pub fn cdata(value: &str) -> String {
-    format!("<![CDATA[{}]]>", value.replace("]]>", "]]]]><![CDATA[>"))
+/// What stands in for a character that XML 1.0 cannot carry.
+pub const REPLACEMENT: char = '\u{FFFD}';
+
+/// XML 1.0's `Char` production. Rust strings hold no surrogates, so what it leaves out is the C0
+/// controls other than tab, line feed and carriage return, and U+FFFE and U+FFFF.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
+/// `<![CDATA[…]]>`, with any `]]>` inside split across two sections so it cannot close early,
+/// and characters XML cannot carry replaced.
+pub fn cdata(value: &str) -> String {
+    let carried: String = value
+        .chars()
+        .map(|c| if is_xml_char(c) { c } else { REPLACEMENT })
+        .collect();
+    format!("<![CDATA[{}]]>", carried.replace("]]>", "]]]]><![CDATA[>"))
+}
+
+/// Text with the five markup characters escaped and characters XML cannot carry replaced.
 pub fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
+            c if !is_xml_char(c) => out.push(REPLACEMENT),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -159,5 +196,106 @@ mod tests {
             "<![CDATA[http://x/a]]]]><![CDATA[><injected/>]]>"
         );
         assert_eq!(escape("<x>&\"'"), "&lt;x&gt;&amp;&quot;&apos;");
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_replaced_in_both_forms() {
+        assert_eq!(
+            cdata("a\u{0}b\u{1b}c\td"),
+            "<![CDATA[a\u{FFFD}b\u{FFFD}c\td]]>"
+        );
+        assert_eq!(escape("a\u{0}<\u{FFFF}\n"), "a\u{FFFD}&lt;\u{FFFD}\n");
+        assert_eq!(
+            escape("\u{7f}\u{85}é"),
+            "\u{7f}\u{85}é",
+            "allowed in XML 1.0: kept"
+        );
+    }
+
+    /// Text made of what breaks XML writers: controls, markup, CDATA ends, non-characters,
+    /// and any other character.
+    pub(crate) fn hostile_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            any::<char>().prop_map(String::from),
+            prop::sample::select(vec![
+                "\u{0}",
+                "\u{8}",
+                "\u{b}",
+                "\u{1b}",
+                "\u{1f}",
+                "\u{7f}",
+                "\r",
+                "\t",
+                "\u{FFFE}",
+                "\u{FFFF}",
+                "<",
+                ">",
+                "&",
+                "&amp;",
+                "\"",
+                "'",
+                "]]>",
+                "]]",
+                "]",
+                "<![CDATA[",
+                "</hook>",
+                "&#0;",
+                "\u{D7FF}",
+                "\u{E000}",
+                "\u{10FFFF}",
+            ])
+            .prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+    }
+
+    fn hostile_hook() -> impl Strategy<Value = Hook> {
+        (
+            hostile_text(),
+            hostile_text(),
+            prop::option::of(hostile_text()),
+            prop::option::of(prop::collection::vec(hostile_text(), 0..4)),
+            any::<bool>(),
+            any::<bool>(),
+            prop::option::of(1usize..=100),
+        )
+            .prop_map(
+                |(id, callback_url, meeting_id, event_ids, permanent, get_raw, multi)| Hook {
+                    id,
+                    callback_url,
+                    meeting_id,
+                    event_ids,
+                    permanent,
+                    get_raw,
+                    created_at: None,
+                    multi_event: multi.and_then(std::num::NonZeroUsize::new),
+                },
+            )
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a stored hook holds, every answer is well-formed XML.
+        #[test]
+        fn every_answer_is_well_formed(hooks in prop::collection::vec(hostile_hook(), 0..4)) {
+            let check = crate::api::wellformed::check;
+            prop_assert_eq!(check(&list(&hooks)), Ok(()), "{}", list(&hooks));
+            for hook in &hooks {
+                prop_assert_eq!(check(&created(hook)), Ok(()));
+                prop_assert_eq!(check(&duplicate(&hook.id)), Ok(()));
+            }
+            prop_assert_eq!(check(&removed()), Ok(()));
+        }
+
+        /// Values XML can carry go out as they are: the CDATA sections, joined, give the value
+        /// back.
+        #[test]
+        fn carried_values_are_unchanged(value in hostile_text()) {
+            prop_assume!(value.chars().all(is_xml_char));
+            let written = cdata(&value);
+            let inner = &written["<![CDATA[".len()..written.len() - "]]>".len()];
+            prop_assert_eq!(inner.replace("]]]]><![CDATA[>", "]]>"), value);
+        }
     }
 }

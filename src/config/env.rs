@@ -1,4 +1,5 @@
-//! Environment variables: every name bbb-webhooks 3.x reads, plus ours, with real typing.
+//! Environment variables: every name bbb-webhooks 3.x reads, plus ours, with real typing, and
+//! those we read only to say that they are ignored.
 
 use serde_json::Value;
 
@@ -92,6 +93,12 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
         "bbb.lookupMissedMeetings",
         Kind::Bool,
     ),
+    ("HOOKS_PROXY", "hooks.proxy", Kind::Text),
+    (
+        "HOOKS_PROXY_ENFORCES_POLICY",
+        "hooks.proxyEnforcesPolicy",
+        Kind::Bool,
+    ),
 ];
 
 /// Variables of the reference that we read but do not act on: they are reported, not failed.
@@ -101,7 +108,18 @@ pub const IGNORED: &[(&str, &str)] = &[
         "every hook always has a durable queue in this implementation",
     ),
     ("XAPI_ENABLED", "the xAPI output module is not implemented"),
+    // The usual proxy variables: a callback client that followed them would let the proxy, not
+    // hooks.denyNetworks/allowNetworks, decide where callbacks go.
+    ("HTTP_PROXY", PROXY_VARIABLE),
+    ("http_proxy", PROXY_VARIABLE),
+    ("HTTPS_PROXY", PROXY_VARIABLE),
+    ("https_proxy", PROXY_VARIABLE),
+    ("ALL_PROXY", PROXY_VARIABLE),
+    ("all_proxy", PROXY_VARIABLE),
 ];
+
+const PROXY_VARIABLE: &str =
+    "callbacks go through a proxy only when hooks.proxy (env HOOKS_PROXY) names one";
 
 /// One variable turned into a config value.
 pub struct EnvValue {

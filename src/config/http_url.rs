@@ -1,4 +1,5 @@
-//! Absolute http(s) URLs in the configuration (`hooks.permanentURLs`, `bbb.apiUrl`).
+//! Absolute http(s) URLs in the configuration (`hooks.permanentURLs`, `bbb.apiUrl`,
+//! `hooks.proxy`).
 //!
 //! This module owns the check that a configured URL is an absolute http(s) URL and keeps both
 //! the parsed URL and the text as written. It does not decide what a URL is used for: the text as

@@ -130,7 +130,9 @@ impl LoadedConfig {
             .map(|(key, value)| {
                 let source = self.source_of(&key);
                 let shown = match (key.as_str(), value.as_str()) {
-                    ("redis.url", Some(url)) => Value::String(redact_url(url)).to_string(),
+                    ("redis.url" | "hooks.proxy", Some(url)) => {
+                        Value::String(redact_url(url)).to_string()
+                    }
                     _ => value.to_string(),
                 };
                 (key, shown, source)
@@ -676,6 +678,74 @@ xapi:
         assert!(loaded.settings.hooks.include_meeting_metadata);
         let env = [("SERVER_PORT", "http")];
         assert!(load_without_secret(&sources(&[], &env, &[])).is_err());
+    }
+
+    #[test]
+    fn a_proxy_is_explicit_and_never_blinds_the_guard() {
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("HOOKS_PROXY", "http://u:pw@10.0.0.5:3128"),
+        ];
+        let loaded = load(&sources(&[], &env, &[])).unwrap();
+        let proxy = loaded.settings.hooks.proxy.as_ref().unwrap();
+        assert_eq!(proxy.url().host_str(), Some("10.0.0.5"));
+        let shown = loaded.describe();
+        let line = shown.iter().find(|(k, _, _)| k == "hooks.proxy").unwrap();
+        assert!(
+            !line.1.contains("pw") && line.1.contains("10.0.0.5"),
+            "{}",
+            line.1
+        );
+
+        let err = load(&sources(
+            &[],
+            &[("SHARED_SECRET", "s"), ("HOOKS_PROXY", "socks5://p:1080")],
+            &[],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            r#"invalid value for hooks.proxy (from env HOOKS_PROXY): "socks5://p:1080" is not an absolute http(s) URL"#
+        );
+
+        let guarded = [
+            ("SHARED_SECRET", "s"),
+            ("HOOKS_PROXY", "http://10.0.0.5:3128"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yml");
+        std::fs::write(&file, "hooks:\n  allowNetworks: [192.0.2.0/24]\n").unwrap();
+        let err = load(&sources(&[&file], &guarded, &[]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid value for hooks.proxy (from env HOOKS_PROXY): with \
+             hooks.denyNetworks/allowNetworks set, the service would only check the proxy's \
+             address; set hooks.proxyEnforcesPolicy: true if the proxy enforces the same policy"
+        );
+        let vouched = [
+            guarded[0],
+            guarded[1],
+            ("HOOKS_PROXY_ENFORCES_POLICY", "true"),
+        ];
+        assert!(load(&sources(&[&file], &vouched, &[])).is_ok());
+
+        // The environment's own proxy variables are read only to say that they are ignored.
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("https_proxy", "http://10.0.0.5:3128"),
+        ];
+        let loaded = load(&sources(&[], &env, &[])).unwrap();
+        assert!(loaded.settings.hooks.proxy.is_none());
+        assert_eq!(
+            loaded.warnings(),
+            [
+                "env https_proxy is ignored: callbacks go through a proxy only when hooks.proxy \
+              (env HOOKS_PROXY) names one"
+            ]
+        );
     }
 
     #[test]

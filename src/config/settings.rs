@@ -161,6 +161,15 @@ pub struct ApiSettings {
     pub supported_checksum_algorithms: Vec<ChecksumAlgorithm>,
     /// Longest query string accepted; longer ones get an XML error.
     pub max_query_bytes: usize,
+    /// Longest time (written in ms) from a request's first byte to the end of its head.
+    #[serde(with = "positive_millis")]
+    pub header_read_timeout: Duration,
+    /// Longest silence (written in ms) on a connection that waits for a request.
+    #[serde(with = "positive_millis")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once; further ones wait to be accepted.
+    #[serde(with = "at_least_one")]
+    pub max_connections: NonZeroUsize,
 }
 
 impl Default for ApiSettings {
@@ -170,6 +179,9 @@ impl Default for ApiSettings {
             port: 3005,
             supported_checksum_algorithms: ChecksumAlgorithm::ALL.to_vec(),
             max_query_bytes: 8192,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: NonZeroUsize::new(1024).expect("not zero"),
         }
     }
 }
@@ -258,6 +270,12 @@ pub struct HookSettings {
     pub deny_networks: CidrList,
     /// When non-empty, only targets in these CIDR blocks are allowed (checked after `denyNetworks`).
     pub allow_networks: CidrList,
+    /// Send every callback through this proxy. Unset: callbacks go straight to their receiver,
+    /// whatever `HTTP_PROXY` and its kin say.
+    pub proxy: Option<HttpUrl>,
+    /// The proxy enforces the policy of `denyNetworks`/`allowNetworks` itself; required to use
+    /// a proxy together with them, since the service then cannot see where names resolve.
+    pub proxy_enforces_policy: bool,
 }
 
 impl Default for HookSettings {
@@ -286,6 +304,8 @@ impl Default for HookSettings {
             max_concurrent_requests: NonZeroUsize::new(256).expect("not zero"),
             deny_networks: CidrList::default(),
             allow_networks: CidrList::default(),
+            proxy: None,
+            proxy_enforces_policy: false,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Values that have a meaning of their own (durations, counts, address blocks, URLs, algorithms)
 //! are checked by becoming that type while the settings are read ([`super::settings`]); what is
 //! left here is what no field type says: a secret from somewhere, non-empty lists, names among a
-//! few.
+//! few, settings that exclude each other (a proxy that would blind the network guard).
 
 use super::{ConfigError, LoadedConfig};
 
@@ -49,6 +49,16 @@ pub(super) fn validate(config: &LoadedConfig, need_secret: bool) -> Result<(), C
         return Err(fail(
             "log.level",
             format!("{:?} is not one of {}", s.log.level, LOG_LEVELS.join(", ")),
+        ));
+    }
+    let guarded = !s.hooks.deny_networks.is_empty() || !s.hooks.allow_networks.is_empty();
+    if s.hooks.proxy.is_some() && guarded && !s.hooks.proxy_enforces_policy {
+        return Err(fail(
+            "hooks.proxy",
+            "with hooks.denyNetworks/allowNetworks set, the service would only check the \
+             proxy's address; set hooks.proxyEnforcesPolicy: true if the proxy enforces the \
+             same policy"
+                .into(),
         ));
     }
     if !s.prometheus.path.starts_with('/') {

@@ -1,6 +1,13 @@
 //! The one HTTP client every hook shares: keep-alive pools per host, a bound per attempt
 //! (connect included), redirects 307/308 followed with the same method and body (at most 5),
-//! anything else a failure, and the optional SSRF guard on resolved addresses.
+//! anything else a failure, and the optional SSRF guard on resolved addresses. Callbacks go
+//! through a proxy only when `hooks.proxy` names one: the proxy variables of the environment
+//! (`HTTP_PROXY`, …) are ignored, since through a proxy the guard would only ever see the
+//! proxy's address. With a proxy (allowed with the guard only when `hooks.proxyEnforcesPolicy`
+//! says the proxy applies the same policy), URLs whose host is a denied address are still
+//! refused here; names are the proxy's to resolve and check. An answer's body is read until
+//! [`MAX_ANSWER_BYTES`] are passed and no further: whatever a receiver streams, the service holds
+//! no more than that (and the one chunk that passed it) per request.
 //!
 //! This module owns sending one attempt and classifying its outcome. It does not build the request
 //! ([`super::request`]), schedule retries ([`super::retry`]), nor parse the address blocks: the
@@ -17,6 +24,11 @@ use super::request::Callback;
 use crate::config::{CidrList, Settings};
 
 const MAX_REDIRECTS: usize = 5;
+
+/// How much of an answer's body is read. Its content never matters (only the status does); a
+/// small body is read whole so that the connection can be reused, a larger one is abandoned
+/// with its connection.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +136,14 @@ impl CallbackClient {
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .redirect(policy);
-        if guard.is_active() {
+        builder = match &settings.hooks.proxy {
+            // An explicit proxy also turns off the environment's.
+            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.url().clone())?),
+            None => builder.no_proxy(),
+        };
+        // Through a proxy the resolver would only ever be asked for the proxy's own name (and
+        // a proxy inside a denied block is common): the proxy enforces the policy on names.
+        if guard.is_active() && settings.hooks.proxy.is_none() {
             builder = builder.dns_resolver(Arc::new(GuardedResolver(guard.clone())));
         }
         Ok(CallbackClient {
@@ -160,14 +179,26 @@ impl CallbackClient {
         match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                // Read (and drop) the body so the connection can be reused; its fate does not
-                // change the outcome.
-                let _ = response.bytes().await;
+                discard_body(response).await;
                 classify(status)
             }
             Err(e) => Outcome::Failed {
                 reason: error_reason(&e),
             },
+        }
+    }
+}
+
+/// Reads (and drops) the body chunk by chunk until it ends or [`MAX_ANSWER_BYTES`] are passed, so
+/// that a short answer leaves its connection reusable. A longer body is abandoned: dropping the
+/// response closes the connection, which is cheaper than reading a receiver's stream to its end.
+/// The body's fate never changes the outcome.
+async fn discard_body(mut response: reqwest::Response) {
+    let mut read = 0usize;
+    while read <= MAX_ANSWER_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => return,
         }
     }
 }

@@ -70,6 +70,8 @@ struct Shared {
 }
 
 struct WorkerHandle {
+    /// The hook's callback URL: its metric series are labelled with it.
+    url: String,
     /// Cancelled to abort the worker at once (hook removed, or the shutdown grace is over).
     abort: CancellationToken,
     task: JoinHandle<()>,
@@ -163,7 +165,8 @@ async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, Worke
                         shared
                             .tracker
                             .spawn(keep(hook.clone(), shared.clone(), abort.clone()));
-                    w.insert(hook.id.clone(), WorkerHandle { abort, task });
+                    let url = hook.callback_url.clone();
+                    w.insert(hook.id.clone(), WorkerHandle { url, abort, task });
                 }
             }
             let removed: Vec<String> = w
@@ -180,6 +183,7 @@ async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, Worke
         for (id, handle) in gone {
             handle.abort.cancel();
             let _ = handle.task.await;
+            shared.metrics.forget_hook(&id, &handle.url);
             // The hook is out of the registry: after the gate, nothing can append to its queue.
             let mut delay = Duration::from_millis(100);
             while let Err(e) = shared.queue.delete(&id).await {

@@ -1,67 +1,116 @@
 //! The registry: every hook in memory, changed only after Redis accepted the change.
 //!
-//! Readers (the router, the API's `list`) take a cheap [`HookSet`] snapshot; writers are
-//! serialised, so two concurrent creates of one URL cannot both succeed. Memory and Redis never
-//! disagree: a change that Redis refuses is not applied in memory, and one that Redis accepted
+//! Readers (the router, the API's `list`) take a cheap [`HookSet`] snapshot, waiting on a writer
+//! for no longer than a pointer swap; a change builds the next set from the current one in
+//! O(log n) (persistent maps, see [`HookSet`]). Writers are serialised, so two concurrent
+//! creates of one URL cannot both succeed. Memory and Redis never disagree: a change that Redis refuses is not applied in memory, and one that Redis accepted
 //! is applied before the caller hears back. Delivery learns of changes through [`HookRegistry::watch`].
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use indexmap::IndexMap;
+use rpds::{HashTrieMapSync, RedBlackTreeMapSync};
 use tokio::sync::{Mutex, watch};
 
 use super::{Hook, HookStore};
 use crate::config::PermanentUrl;
 
+/// Hooks by their place in creation order.
+type Ordered = RedBlackTreeMapSync<u64, Arc<Hook>>;
+
 /// An immutable view of all hooks, indexed for routing.
-#[derive(Debug, Default)]
+///
+/// Every index is a persistent map: a set with one hook more or less is made in O(log n) and
+/// shares everything else with the set it came from, so a create or a remove costs the same
+/// with ten hooks or ten thousand, and a snapshot stays a reference count.
+#[derive(Debug, Clone, Default)]
 pub struct HookSet {
-    by_id: IndexMap<String, Arc<Hook>>,
-    by_url: HashMap<String, String>,
-    global: Vec<Arc<Hook>>,
-    by_meeting: HashMap<String, Vec<Arc<Hook>>>,
+    /// Every hook, by its place in creation order.
+    ordered: Ordered,
+    /// Id → place and hook (the hook itself, so that a look-up by id is one look-up).
+    by_id: HashTrieMapSync<String, (u64, Arc<Hook>)>,
+    /// Callback URL → the hooks with it: one, unless something else wrote duplicates into
+    /// Redis; the oldest is the one a create finds.
+    by_url: HashTrieMapSync<String, Ordered>,
+    global: Ordered,
+    by_meeting: HashTrieMapSync<String, Ordered>,
+    /// The place the next hook takes.
+    next: u64,
 }
 
 impl HookSet {
     fn build(hooks: impl IntoIterator<Item = Arc<Hook>>) -> HookSet {
         let mut set = HookSet::default();
         for hook in hooks {
-            set.by_url
-                .entry(hook.callback_url.clone())
-                .or_insert_with(|| hook.id.clone());
-            match &hook.meeting_id {
-                None => set.global.push(hook.clone()),
-                Some(m) => set
-                    .by_meeting
-                    .entry(m.clone())
-                    .or_default()
-                    .push(hook.clone()),
-            }
-            set.by_id.insert(hook.id.clone(), hook);
+            set.insert(hook);
         }
         set
     }
 
+    /// This set with `hook` added last (replacing a hook with its id).
+    fn with(&self, hook: Arc<Hook>) -> HookSet {
+        let mut set = self.clone();
+        set.insert(hook);
+        set
+    }
+
+    /// This set without the hook `id`.
+    fn without(&self, id: &str) -> HookSet {
+        let mut set = self.clone();
+        set.remove(id);
+        set
+    }
+
+    fn insert(&mut self, hook: Arc<Hook>) {
+        self.remove(&hook.id);
+        let place = self.next;
+        self.next += 1;
+        group_insert(&mut self.by_url, &hook.callback_url, place, &hook);
+        match &hook.meeting_id {
+            None => self.global.insert_mut(place, hook.clone()),
+            Some(m) => group_insert(&mut self.by_meeting, m, place, &hook),
+        }
+        self.by_id
+            .insert_mut(hook.id.clone(), (place, hook.clone()));
+        self.ordered.insert_mut(place, hook);
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some((place, hook)) = self.by_id.get(id).cloned() else {
+            return;
+        };
+        group_remove(&mut self.by_url, &hook.callback_url, place);
+        match &hook.meeting_id {
+            None => {
+                self.global.remove_mut(&place);
+            }
+            Some(m) => group_remove(&mut self.by_meeting, m, place),
+        }
+        self.by_id.remove_mut(id);
+        self.ordered.remove_mut(&place);
+    }
+
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.ordered.size()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.ordered.is_empty()
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Hook>> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|(_, hook)| hook)
     }
 
     pub fn by_url(&self, url: &str) -> Option<&Arc<Hook>> {
-        self.by_url.get(url).and_then(|id| self.by_id.get(id))
+        self.by_url
+            .get(url)
+            .and_then(|hooks| hooks.first())
+            .map(|(_, hook)| hook)
     }
 
     /// All hooks, in creation order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Hook>> {
-        self.by_id.values()
+        self.ordered.values()
     }
 
     /// The hooks that may receive an event of this meeting: every global hook, then every hook
@@ -70,17 +119,16 @@ impl HookSet {
         &'a self,
         external_meeting_id: Option<&str>,
     ) -> impl Iterator<Item = &'a Arc<Hook>> {
-        let scoped = external_meeting_id
-            .and_then(|m| self.by_meeting.get(m))
-            .map(|v| v.as_slice())
-            .unwrap_or_default();
-        self.global.iter().chain(scoped.iter())
+        let scoped = external_meeting_id.and_then(|m| self.by_meeting.get(m));
+        self.global
+            .values()
+            .chain(scoped.into_iter().flat_map(|hooks| hooks.values()))
     }
 
     /// What `hooks/list` shows: all hooks, or with `meetingID` the global ones plus every hook
     /// scoped to that meeting; in creation order either way.
     pub fn listed(&self, meeting_id: Option<&str>) -> Vec<Arc<Hook>> {
-        self.by_id
+        self.ordered
             .values()
             .filter(|h| {
                 meeting_id.is_none()
@@ -89,6 +137,34 @@ impl HookSet {
             })
             .cloned()
             .collect()
+    }
+}
+
+/// Adds a hook to the group `key` of an index.
+fn group_insert(
+    groups: &mut HashTrieMapSync<String, Ordered>,
+    key: &str,
+    place: u64,
+    hook: &Arc<Hook>,
+) {
+    let members = groups
+        .get(key)
+        .cloned()
+        .unwrap_or_default()
+        .insert(place, hook.clone());
+    groups.insert_mut(key.to_string(), members);
+}
+
+/// Takes a hook out of the group `key` of an index; an empty group goes.
+fn group_remove(groups: &mut HashTrieMapSync<String, Ordered>, key: &str, place: u64) {
+    let Some(members) = groups.get(key) else {
+        return;
+    };
+    let rest = members.remove(&place);
+    if rest.is_empty() {
+        groups.remove_mut(key);
+    } else {
+        groups.insert_mut(key.to_string(), rest);
     }
 }
 
@@ -238,7 +314,7 @@ impl HookRegistry {
         };
         self.store.save(&hook).await?;
         let hook = Arc::new(hook);
-        self.replace(current.iter().cloned().chain([hook.clone()]));
+        self.replace(current.with(hook.clone()));
         Ok(CreateOutcome::Created(hook))
     }
 
@@ -263,12 +339,12 @@ impl HookRegistry {
             return Ok(RemoveOutcome::Permanent);
         }
         self.store.delete(id).await?;
-        self.replace(current.iter().filter(|h| h.id != id).cloned());
+        self.replace(current.without(id));
         Ok(RemoveOutcome::Removed(hook))
     }
 
-    fn replace(&self, hooks: impl IntoIterator<Item = Arc<Hook>>) {
-        let set = Arc::new(HookSet::build(hooks));
+    fn replace(&self, set: HookSet) {
+        let set = Arc::new(set);
         *self
             .current
             .write()
@@ -311,6 +387,56 @@ mod tests {
         assert_eq!(listed, ["g1", "m1", "g2", "m2"]);
         assert_eq!(set.listed(Some("none")).len(), 2);
         assert_eq!(set.listed(None).len(), 5);
+    }
+
+    #[test]
+    fn changes_keep_every_index_and_leave_the_old_set_as_it_was() {
+        let base = HookSet::build([hook("g1", None), hook("m1", Some("m"))]);
+        let grown = base.with(hook("m2", Some("m"))).with(hook("g2", None));
+        let ids = |set: &HookSet, meeting| -> Vec<String> {
+            set.candidates(meeting).map(|h| h.id.clone()).collect()
+        };
+        assert_eq!(ids(&grown, Some("m")), ["g1", "g2", "m1", "m2"]);
+        assert_eq!(
+            ids(&base, Some("m")),
+            ["g1", "m1"],
+            "a snapshot never changes"
+        );
+        let shrunk = grown.without("m1").without("g1").without("nope");
+        assert_eq!(ids(&shrunk, Some("m")), ["g2", "m2"]);
+        assert!(shrunk.get("m1").is_none() && shrunk.by_url("http://h/m1").is_none());
+        assert_eq!(
+            shrunk.by_url("http://h/m2").map(|h| h.id.as_str()),
+            Some("m2")
+        );
+        assert_eq!(shrunk.len(), 2);
+        let emptied = shrunk.without("m2");
+        assert!(emptied.by_meeting.get("m").is_none(), "an empty group goes");
+        // Re-adding an id moves it last, as one hook.
+        let again = grown.with(hook("g1", None));
+        let order: Vec<&str> = again.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(order, ["m1", "m2", "g2", "g1"]);
+    }
+
+    #[test]
+    fn duplicate_urls_written_by_others_resolve_to_the_oldest() {
+        let twin = |id: &str| {
+            Arc::new(Hook {
+                callback_url: "http://h/same".into(),
+                ..(*hook(id, None)).clone()
+            })
+        };
+        let set = HookSet::build([twin("a"), twin("b")]);
+        assert_eq!(
+            set.by_url("http://h/same").map(|h| h.id.as_str()),
+            Some("a")
+        );
+        let set = set.without("a");
+        assert_eq!(
+            set.by_url("http://h/same").map(|h| h.id.as_str()),
+            Some("b")
+        );
+        assert!(set.without("b").by_url("http://h/same").is_none());
     }
 
     #[test]

@@ -572,3 +572,304 @@ async fn the_number_of_hooks_is_bounded() {
     );
     app.stop().await;
 }
+
+/// Not a test: the cost of creates with many hooks registered, printed for a human to read
+/// (`cargo test --release --features fault-injection --test it api::create_timing -- --ignored
+/// --nocapture`). 4,000 hooks are written to Redis in the reference layout, then 900 are
+/// created through the API, one after the other.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn create_timing() {
+    let env = Env::new("api-timing").with("hooks.maxHooks", json!(10_000));
+    let mut conn = env.redis().await;
+    let mut pipe = redis::pipe();
+    for i in 0..4000 {
+        let id = format!("pre-{i}");
+        pipe.hset_multiple(
+            env.hook_key(&id),
+            &[
+                ("id", id.clone()),
+                ("callbackURL", format!("http://127.0.0.1:9/pre/{i}")),
+                ("permanent", "false".into()),
+                ("getRaw", "false".into()),
+                ("createdAt", i.to_string()),
+            ],
+        )
+        .ignore()
+        .sadd(env.hooks_set(), &id)
+        .ignore();
+    }
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+    let app = env.start().await;
+    // One client for every call, so that what is measured is the service, not connection set-up.
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    for i in 0..900 {
+        let query = format!("callbackURL=http%3A%2F%2F127.0.0.1%3A9%2Fnew%2F{i}");
+        let checksum = bbb_webhooks::api::checksum::sign(
+            "hooks/create",
+            &query,
+            SECRET,
+            ChecksumAlgorithm::Sha1,
+        );
+        let body = client
+            .get(format!(
+                "{}/bigbluebutton/api/hooks/create?{query}&checksum={checksum}",
+                app.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("SUCCESS"), "{body}");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "900 creates on top of 4,000 hooks: {elapsed:.2?} ({:.2?} each)",
+        elapsed / 900
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn control_characters_are_refused_and_stored_ones_still_list_as_xml() {
+    let env = Env::new("api-controls");
+    let mut conn = env.redis().await;
+    // A hook another program wrote, with characters XML 1.0 cannot carry.
+    let _: () = conn
+        .hset_multiple(
+            env.hook_key("odd\u{1}id"),
+            &[
+                ("id", "odd\u{1}id"),
+                ("callbackURL", "http://h/a\u{0}b]]>\u{1b}"),
+                ("externalMeetingID", "m\u{8}"),
+                ("eventID", "user-joined\u{1}"),
+                ("permanent", "false"),
+                ("getRaw", "false"),
+            ],
+        )
+        .await
+        .unwrap();
+    let _: () = conn.sadd(env.hooks_set(), "odd\u{1}id").await.unwrap();
+    let app = env.start().await;
+    for query in [
+        "callbackURL=http%3A%2F%2Fh%2Fx%00",
+        "callbackURL=http%3A%2F%2Fh%2Fx&meetingID=a%0Ab",
+        "callbackURL=http%3A%2F%2Fh%2Fx&eventID=user-joined%7F",
+    ] {
+        let (status, body) = app.api("create", query).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                200,
+                "<response><returncode>FAILED</returncode><messageKey>invalidParamCharacter</messageKey><message>Parameters must not contain control characters.</message></response>"
+            ),
+            "{query}"
+        );
+    }
+    let (_, body) = app.api("list", "meetingID=m%08").await;
+    assert!(body.contains("invalidParamCharacter"), "{body}");
+    let (_, list) = app.api("list", "").await;
+    assert_eq!(crate::wellformed::check(&list), Ok(()), "{list:?}");
+    assert_eq!(
+        list,
+        "<response><returncode>SUCCESS</returncode><hooks><hook><hookID>odd\u{FFFD}id</hookID><callbackURL><![CDATA[http://h/a\u{FFFD}b]]]]><![CDATA[>\u{FFFD}]]></callbackURL><meetingID><![CDATA[m\u{FFFD}]]></meetingID><eventID>user-joined\u{FFFD}</eventID><permanentHook>false</permanentHook><rawData>false</rawData></hook></hooks></response>"
+    );
+    app.stop().await;
+}
+
+/// Sends `request` on a new connection and reads until the server closes it: (status line,
+/// head, body).
+async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> (String, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or("").to_string();
+    (status, head.to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn requests_the_http_layer_cannot_read_get_xml_too() {
+    let env = Env::new("api-http-errors");
+    let app = env.start().await;
+    let addr = app.app.api_addr;
+    let long_uri = format!(
+        "GET /bigbluebutton/api/hooks/list?meetingID={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let many_headers = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..150)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
+    for (request, status, key) in [
+        (
+            long_uri.into_bytes(),
+            "HTTP/1.1 414 URI Too Long",
+            "uriTooLong",
+        ),
+        (
+            many_headers.into_bytes(),
+            "HTTP/1.1 431 Request Header Fields Too Large",
+            "headersTooLarge",
+        ),
+        (
+            b"HELLO THERE\r\n\r\n".to_vec(),
+            "HTTP/1.1 400 Bad Request",
+            "badRequest",
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_vec(),
+            "HTTP/1.1 400 Bad Request",
+            "badRequest",
+        ),
+    ] {
+        let (line, head, body) = exchange(addr, &request).await;
+        assert_eq!(line, status, "{head}");
+        assert!(
+            head.contains("content-type: text/xml; charset=utf-8"),
+            "{head}"
+        );
+        assert_eq!(crate::wellformed::check(&body), Ok(()), "{body}");
+        assert!(
+            body.starts_with(&format!(
+                "<response><returncode>FAILED</returncode><messageKey>{key}</messageKey>"
+            )),
+            "{body}"
+        );
+    }
+    // The routes' own refusals are XML as well.
+    let r = reqwest::Client::new()
+        .post(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<messageKey>unsupportedRequest</messageKey>"),
+        "{body}"
+    );
+    // The service is none the worse.
+    let (status, _) = app.get("/health").await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+/// Reads from `stream` until the server closes it (end of stream or reset); panics after WAIT.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> std::time::Instant {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return std::time::Instant::now(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the server kept the connection open"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_heads_are_cut_off_at_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    const SLOW: usize = 800;
+    let timeout = Duration::from_millis(1000);
+    let env = Env::new("api-slow-heads")
+        .with("api.headerReadTimeout", json!(timeout.as_millis() as u64))
+        .with("api.idleTimeout", json!(60_000));
+    let app = env.start().await;
+    let addr = app.app.api_addr;
+    let mut tasks = Vec::new();
+    for _ in 0..SLOW {
+        tasks.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // Before the write: the server's clock starts when it reads, later.
+            let sent = std::time::Instant::now();
+            // A head that never ends.
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            let closed = closed_by_server(&mut stream).await;
+            closed - sent
+        }));
+    }
+    // While they hang, the API answers others.
+    let (status, _) = app.get("/health").await;
+    assert_eq!(status, 200);
+    let mut lived = Vec::new();
+    for task in tasks {
+        lived.push(task.await.unwrap());
+    }
+    let shortest = lived.iter().min().unwrap();
+    assert!(
+        *shortest >= timeout,
+        "closed before the header timeout: {shortest:?}"
+    );
+    assert_eq!(lived.len(), SLOW, "every slow connection was closed");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_the_number_of_connections_is_capped() {
+    use tokio::io::AsyncWriteExt;
+    let idle = Duration::from_millis(500);
+    let env = Env::new("api-idle-cap")
+        .with("api.idleTimeout", json!(idle.as_millis() as u64))
+        .with("api.headerReadTimeout", json!(60_000))
+        .with("api.maxConnections", json!(4));
+    let app = env.start().await;
+    let addr = app.app.api_addr;
+
+    // A kept-alive connection is closed once it has been silent for the idle timeout.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Before the request: the server's idle clock starts once it has answered, later.
+    let asked = std::time::Instant::now();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1024];
+    let n = tokio::io::AsyncReadExt::read(&mut kept, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200 OK"));
+    let closed = closed_by_server(&mut kept).await;
+    assert!(closed - asked >= idle, "closed after {:?}", closed - asked);
+
+    // Four connections take every slot: a fifth is not served until one of them goes.
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Half a head keeps a connection out of the idle clock (the header timeout is long).
+        s.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+        holders.push(s);
+    }
+    let base = app.base.clone();
+    let fifth = tokio::spawn(async move { reqwest::get(format!("{base}/health")).await });
+    // Deliberate: the fifth must stay unanswered for a while, which only a window can show.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!fifth.is_finished(), "a fifth connection was served");
+    drop(holders.pop());
+    let answered = tokio::time::timeout(WAIT, fifth)
+        .await
+        .expect("served once a slot is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    // Stopping does not wait for heads that may never end (the header timeout is a minute).
+    tokio::time::timeout(WAIT, app.stop())
+        .await
+        .expect("stopped without waiting for the slow heads");
+    drop(holders);
+}

@@ -261,12 +261,15 @@ async fn failing_receivers_remove_normal_hooks_but_not_permanent_ones() {
     rx.wait_for("/perm", before + 2, WAIT).await;
     let (_, list) = app.api("list", "").await;
     assert_eq!(hook_ids(&list).len(), 1);
+    // The removal is counted; the removed hook's own series (its failures, the give-up among
+    // them) went with it.
     let m = app.app.metrics.render();
-    assert!(m.contains("reason=\"too many failed attempts\""), "{m}");
     assert!(
         m.contains("bbb_webhooks_hooks_removed_total{reason=\"failed\"} 1"),
         "{m}"
     );
+    assert!(!m.contains(&rx.url("/normal")), "{m}");
+    assert!(m.contains(&rx.url("/perm")), "{m}");
     app.stop().await;
 }
 
@@ -550,5 +553,160 @@ async fn the_network_guard_refuses_denied_targets() {
         rx.received().is_empty(),
         "nothing reached the denied address"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_read_no_further_than_the_cap() {
+    // The receiver answers 200 and then streams a body that never ends; the attempt bound is far
+    // away, so only the cap on what is read can end the attempt early.
+    let rx = RawServer::start(RawAnswer::Endless {
+        cap: 512 * 1024 * 1024,
+    })
+    .await;
+    let env = Env::new("dl-endless").with("hooks.requestTimeout", json!(60_000));
+    let app = env.start().await;
+    app.create_hook(&rx.url("/endless"), "").await;
+    env.publish(&[
+        chat("int-e", "w_1", "first"),
+        chat("int-e", "w_1", "second"),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    // One lane, in order: the second request only leaves once the first counts as delivered.
+    let heads = rx.wait_for(2, WAIT).await;
+    assert!(
+        heads.iter().all(|h| h.starts_with("POST /endless")),
+        "{heads:?}"
+    );
+    let done = format!(
+        "bbb_webhooks_out_hooks_processed_events{{callbackURL=\"{}\",eventId=\"chat-group-message-sent\"}} 2",
+        rx.url("/endless")
+    );
+    let delivered = eventually(WAIT, || async { app.app.metrics.render().contains(&done) }).await;
+    assert!(delivered, "{}", app.app.metrics.render());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "both delivered well before the attempt bound: {:?}",
+        started.elapsed()
+    );
+    // What the receiver got through before each connection was dropped: the cap, plus what
+    // the socket buffers on the way hold (on loopback, a few MB that the kernel holds, not the
+    // service); nowhere near the 512 MB it would have streamed to a client that reads it all.
+    let per_request = rx.written() / heads.len() as u64;
+    assert!(
+        per_request < 8 * 1024 * 1024,
+        "the receiver wrote {per_request} bytes per request"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_environment_proxy_is_ignored_so_the_guard_sees_every_target() {
+    // A stand-in proxy that answers 200 to everything: a client that followed HTTP_PROXY would
+    // hand it the callbacks (and the guard would only have checked the proxy's address).
+    let proxy = RawServer::start(RawAnswer::Ok).await;
+    let rx = Receiver::start().await;
+    let metrics_port = free_port();
+    let env = Env::new("dl-env-proxy")
+        .with("hooks.denyNetworks", json!(["127.0.0.0/8", "::1/128"]))
+        .with("hooks.removeFailedHooks", json!(false))
+        .with("prometheus.enabled", json!(true))
+        .with("prometheus.port", json!(metrics_port));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = env.config_file(dir.path(), port);
+    let proxy_url = proxy.url("");
+    let service = Service::spawn(
+        &config,
+        port,
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("all_proxy", &proxy_url),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ],
+        false,
+    );
+    service.wait_ready().await;
+    // Denied by name (the resolver's check) and by address (the URL's own).
+    service
+        .create_hook(&format!("http://localhost:{}/name", rx.addr.port()))
+        .await;
+    service.create_hook(&rx.url("/ip")).await;
+    env.publish(&[chat("int-p", "w_1", "x")]).await;
+    let scrape = || async move {
+        match reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    let refused = eventually(WAIT, || async {
+        scrape()
+            .await
+            .matches("reason=\"address not allowed\"")
+            .count()
+            >= 2
+    })
+    .await;
+    assert!(refused, "{}", scrape().await);
+    assert!(
+        proxy.heads().is_empty(),
+        "the proxy got {:?}",
+        proxy.heads()
+    );
+    assert!(
+        rx.received().is_empty(),
+        "nothing reached the denied address"
+    );
+    let (status, _) = service.stop();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_configured_proxy_carries_every_callback() {
+    let proxy = RawServer::start(RawAnswer::Ok).await;
+    let rx = Receiver::start().await;
+    // A guard with a proxy needs the operator's word that the proxy enforces it; the service
+    // still refuses a URL whose host is a denied address.
+    let env = Env::new("dl-proxy")
+        .with("hooks.proxy", json!(proxy.url("")))
+        .with("hooks.denyNetworks", json!(["127.0.0.2/32"]))
+        .with("hooks.proxyEnforcesPolicy", json!(true))
+        .with("hooks.removeFailedHooks", json!(false));
+    let app = env.start().await;
+    let url = rx.url("/via?x=1");
+    app.create_hook(&url, "").await;
+    let denied = format!("http://127.0.0.2:{}/denied", rx.addr.port());
+    app.create_hook(&denied, "").await;
+    env.publish(&[chat("int-v", "w_1", "x")]).await;
+    let heads = proxy.wait_for(1, WAIT).await;
+    // Plain http through a proxy: the request line carries the absolute URL.
+    let line = heads[0].lines().next().unwrap_or("");
+    assert!(
+        line.starts_with(&format!("POST {url}&checksum=")) && line.ends_with(" HTTP/1.1"),
+        "{line}"
+    );
+    let done = format!(
+        "bbb_webhooks_out_hooks_processed_events{{callbackURL=\"{url}\",eventId=\"chat-group-message-sent\"}} 1"
+    );
+    let delivered = eventually(WAIT, || async { app.app.metrics.render().contains(&done) }).await;
+    assert!(delivered, "{}", app.app.metrics.render());
+    let refused = format!(
+        "callbackURL=\"{denied}\",eventId=\"chat-group-message-sent\",reason=\"address not allowed\""
+    );
+    let refused = eventually(WAIT, || async {
+        app.app.metrics.render().contains(&refused)
+    })
+    .await;
+    assert!(refused, "{}", app.app.metrics.render());
+    assert_eq!(
+        proxy.heads().len(),
+        1,
+        "only the permitted callback went out"
+    );
+    assert!(rx.received().is_empty(), "nothing went around the proxy");
     app.stop().await;
 }

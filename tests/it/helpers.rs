@@ -775,3 +775,157 @@ fn an_env_deletes_its_keys_when_its_last_clone_goes_even_on_a_panic() {
         "deleted while unwinding"
     );
 }
+
+// --- A raw HTTP/1.1 server, for what the recording receiver cannot do ---------------------------
+
+/// How a [`RawServer`] answers every request.
+#[derive(Clone, Copy, Debug)]
+pub enum RawAnswer {
+    /// `200 OK` with a short body; the connection stays open for the next request.
+    Ok,
+    /// `200 OK` with a chunked body that never ends: the server writes until the client goes
+    /// away (or `cap` bytes, so that a broken client cannot fill the test machine's memory).
+    Endless { cap: u64 },
+}
+
+struct RawState {
+    heads: Mutex<Vec<String>>,
+    written: std::sync::atomic::AtomicU64,
+    notify: Notify,
+}
+
+/// A loopback HTTP/1.1 server written on bare TCP: it records each request's head (request
+/// line and headers, as sent) and counts the body bytes it managed to write.
+pub struct RawServer {
+    pub addr: SocketAddr,
+    state: Arc<RawState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawServer {
+    pub async fn start(answer: RawAnswer) -> RawServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(RawState {
+            heads: Mutex::new(Vec::new()),
+            written: Default::default(),
+            notify: Notify::new(),
+        });
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(raw_connection(stream, shared.clone(), answer));
+            }
+        });
+        RawServer { addr, state, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Every request head received so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.state.heads.lock().unwrap().clone()
+    }
+
+    /// Body bytes written to clients so far (all connections).
+    pub fn written(&self) -> u64 {
+        self.state
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `count` requests arrived (or panics after `timeout`).
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.notify.notified();
+            let got = self.heads();
+            if got.len() >= count {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let got = self.heads();
+                assert!(got.len() >= count, "expected {count} requests, got {got:?}");
+                return got;
+            }
+        }
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn raw_connection(
+    mut stream: tokio::net::TcpStream,
+    state: Arc<RawState>,
+    answer: RawAnswer,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // The head, then as many body bytes as Content-Length says.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + length);
+        state.heads.lock().unwrap().push(head);
+        state.notify.notify_waiters();
+        match answer {
+            RawAnswer::Ok => {
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+            RawAnswer::Endless { cap } => {
+                let start = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                if stream.write_all(start).await.is_err() {
+                    return;
+                }
+                let payload = vec![b'x'; 64 * 1024];
+                let mut chunk = format!("{:x}\r\n", payload.len()).into_bytes();
+                chunk.extend_from_slice(&payload);
+                chunk.extend_from_slice(b"\r\n");
+                let mut sent = 0u64;
+                while sent < cap {
+                    if stream.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    sent += payload.len() as u64;
+                    state
+                        .written
+                        .fetch_add(payload.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                return;
+            }
+        }
+    }
+}

@@ -17,3 +17,6 @@ mod ops;
 mod pipeline;
 mod private_redis;
 mod supervision;
+/// The XML well-formedness check the library's own tests use.
+#[path = "../../src/api/wellformed.rs"]
+mod wellformed;

@@ -221,3 +221,72 @@ async fn sigterm_stops_intake_and_leaves_the_rest_queued() {
     assert!(all, "the next start delivers the rest");
     service.stop();
 }
+
+#[tokio::test]
+async fn a_destroyed_hook_leaves_no_series_behind() {
+    let env = Env::new("ops-forget")
+        .with("prometheus.enabled", json!(true))
+        .with("prometheus.port", json!(0));
+    let rx = Receiver::with(|path, n| {
+        if path == "/gone" && n == 0 {
+            Reply::status(500)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let app = env.start().await;
+    let addr = app.app.metrics_addr.expect("metrics listening");
+    let scrape = || async move {
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let (gone_url, kept_url) = (rx.url("/gone"), rx.url("/kept"));
+    let gone = app.create_hook(&gone_url, "").await;
+    app.create_hook(&kept_url, "").await;
+    env.publish(&[meeting_created("int-f", "ext-f")]).await;
+    rx.wait_for("/gone", 2, WAIT).await;
+    rx.wait_for("/kept", 1, WAIT).await;
+    // The destroyed hook had a series in each per-URL family: a failure, a delivery, the gauge.
+    let series = |m: &str, url: &str| {
+        m.lines()
+            .filter(|l| l.contains(&format!("callbackURL=\"{url}\"")))
+            .map(|l| l.split('{').next().unwrap_or("").to_string())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    let families = [
+        "bbb_webhooks_out_hooks_hook_failures",
+        "bbb_webhooks_out_hooks_processed_events",
+        "bbb_webhooks_out_hooks_registered_hooks",
+    ]
+    .map(String::from);
+    let has_all = eventually(WAIT, || async {
+        series(&scrape().await, &gone_url) == families.clone().into()
+    })
+    .await;
+    assert!(has_all, "{}", scrape().await);
+
+    let (_, body) = app.api("destroy", &format!("hookID={gone}")).await;
+    assert!(body.contains("<removed>true</removed>"), "{body}");
+    // The pool deletes the queue and forgets the series once the worker has stopped.
+    let forgotten = eventually(WAIT, || async {
+        series(&scrape().await, &gone_url).is_empty()
+    })
+    .await;
+    let m = scrape().await;
+    assert!(forgotten, "{m}");
+    assert!(
+        !m.contains(&gone),
+        "nothing names the hook's id either: {m}"
+    );
+    assert_eq!(
+        series(&m, &kept_url).len(),
+        2,
+        "the other hook keeps its: {m}"
+    );
+    app.stop().await;
+}
