@@ -83,6 +83,9 @@ impl MeetingLookup {
             .user_agent(concat!("bbb-webhooks/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(TIMEOUT)
             .timeout(TIMEOUT)
+            // bbb-web is the local server: a proxy from the environment must not see the signed
+            // URL (the callback client ignores them too).
+            .no_proxy()
             .build()?;
         Ok(MeetingLookup {
             client,
