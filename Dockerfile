@@ -23,9 +23,9 @@ WORKDIR /src
 # Everything but target/ and .git (see .dockerignore). Only the tests read ../shared, and the
 # build does not run them.
 COPY . .
-# The full (not slim) image brings the C compiler aws-lc-sys (rustls' crypto) builds with. The
-# cache mounts keep the crates and the build between runs; the binary is copied out of the
-# cached target/ in the same step.
+# The full (not slim) image brings the C compiler that ring (rustls' crypto provider) builds its
+# assembly and C parts with. The cache mounts keep the crates and the build between runs; the
+# binary is copied out of the cached target/ in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \

@@ -56,6 +56,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any HTTP client exists (delivery, the admin CLI, bench, demo).
+    bbb_webhooks::tls::install_crypto_provider();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
