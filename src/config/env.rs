@@ -87,6 +87,15 @@ pub const IGNORED: &[(&str, &str)] = &[
     ("XAPI_ENABLED", "the xAPI output module is not implemented"),
 ];
 
+/// Every variable read (ours and the reference's, the ignored ones included): what a tool that
+/// starts the service with a configuration of its own must keep out of its environment.
+pub fn variable_names() -> impl Iterator<Item = &'static str> {
+    VARIABLES
+        .iter()
+        .map(|(name, _, _)| *name)
+        .chain(IGNORED.iter().map(|(name, _)| *name))
+}
+
 /// One variable turned into a config value.
 pub struct EnvValue {
     pub variable: &'static str,

@@ -9,7 +9,8 @@ use super::{ConfigError, LoadedConfig};
 
 const LOG_LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
-pub(super) fn validate(config: &LoadedConfig) -> Result<(), ConfigError> {
+/// `secret_required`: false for the tools that only talk to Redis.
+pub(super) fn validate(config: &LoadedConfig, secret_required: bool) -> Result<(), ConfigError> {
     let s = &config.settings;
     let fail = |key: &str, message: String| ConfigError::Invalid {
         key: key.to_string(),
@@ -17,10 +18,11 @@ pub(super) fn validate(config: &LoadedConfig) -> Result<(), ConfigError> {
         message,
     };
 
-    if s.bbb
-        .shared_secret
-        .as_ref()
-        .is_none_or(|x| x.expose().is_empty())
+    if secret_required
+        && s.bbb
+            .shared_secret
+            .as_ref()
+            .is_none_or(|x| x.expose().is_empty())
     {
         return Err(ConfigError::NoSecret);
     }
