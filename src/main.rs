@@ -74,9 +74,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => block_on(serve::worker_threads(), serve::run(config)),
         Command::Config(args) => config_check::run(args, config),
         Command::Map(args) => map::run(args),
-        Command::Bench(args) => block_on(None, bench::run(args)),
-        Command::Demo(args) => block_on(None, demo::run(args)),
-        Command::Simulate(args) => block_on(None, simulate::run(args)),
+        Command::Bench(args) => block_on(None, bench::run(args, config)),
+        Command::Demo(args) => block_on(None, demo::run(args, config)),
+        Command::Simulate(args) => block_on(None, simulate::run(args, config)),
         Command::Hooks(args) => block_on(None, hooks::run(args, config)),
         Command::Checksum(args) => checksum::run(args, config),
     }

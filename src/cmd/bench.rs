@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,8 @@ use anyhow::{Context, bail};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
+
+use super::ToolRedis;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -55,16 +58,19 @@ pub struct Args {
     /// `hooks.queueSize` of the service under test; by default the whole burst fits.
     #[arg(long)]
     queue_size: Option<usize>,
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis_url: String,
+    /// Use this Redis (redis://[:password@]host:port[/db]) instead of the configured one (the
+    /// Redis `serve` reads; 127.0.0.1:6379 when nothing is configured).
+    #[arg(long)]
+    redis_url: Option<String>,
     /// Give up when no delivery arrives for this many seconds.
     #[arg(long, default_value_t = 20)]
     idle_timeout: u64,
 }
 
 /// Prints the report; exit status 3 when deliveries were lost.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let report = measure(args).await?;
+pub async fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let redis = ToolRedis::resolve(args.redis_url.clone(), config_file)?;
+    let report = measure(args, redis).await?;
     println!("{report}");
     Ok(if report.lost == 0 {
         ExitCode::SUCCESS
@@ -167,7 +173,9 @@ async fn receive(
     ""
 }
 
-async fn measure(options: Args) -> anyhow::Result<BenchReport> {
+async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport> {
+    // Fails early, with the help, when the Redis does not answer.
+    let mut conn = redis.connect("bench").await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("bench:{}", &id[..10]);
     let channel = format!("{prefix}:channel");
@@ -198,7 +206,7 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     let k = |s: &str| format!("{prefix}:{s}");
     let tree = json!({
         "bbb": {"sharedSecret": secret, "serverDomain": "bench.local"},
-        "redis": {"url": options.redis_url, "inboundChannels": [channel],
+        "redis": {"inboundChannels": [channel],
                   "keys": {"hooks": k("out:hooks"), "hookPrefix": k("out:hook"), "mappings": k("proc:mappings"),
                            "mappingPrefix": k("proc:mapping"), "userMaps": k("proc:userMaps"),
                            "userMapPrefix": k("proc:userMap"), "ownPrefix": k("rs")}},
@@ -209,10 +217,18 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     });
     std::fs::write(&config, serde_json::to_string_pretty(&tree)?)?;
     let binary = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(&binary)
+    let mut command = tokio::process::Command::new(&binary);
+    // The service under test reads its file and nothing else: none of the caller's settings
+    // (a SHARED_SECRET would break the bench's own signing), except the Redis, passed in the
+    // environment so that its password is written nowhere.
+    for variable in bbb_webhooks::config::variable_names() {
+        command.env_remove(variable);
+    }
+    let mut child = command
         .args(["serve", "--config"])
         .arg(&config)
         .env_remove("BBB_WEBHOOKS_CONFIG")
+        .env("REDIS_URL", &redis.url)
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -236,8 +252,6 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
 
     // Publish.
     let messages = workload(options.events, meetings);
-    let client = redis::Client::open(options.redis_url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
     let published = publish(&mut conn, &channel, &messages, options.rate).await?;

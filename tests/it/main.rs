@@ -12,6 +12,7 @@ mod fixtures;
 mod helpers;
 mod lanes;
 mod ops;
+mod package_layout;
 mod pipeline;
 mod private_redis;
 mod supervision;
