@@ -32,7 +32,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/bbb-webhooks /out/bbb-webhooks
 
 FROM debian:bookworm-slim
-# CA certificates for https:// callbacks; nothing else.
+# CA certificates for https:// callbacks; nothing else. Not pinned (hadolint DL3008), on purpose:
+# the pin would hold back the Debian security updates of the CA list (bookworm-security ships a
+# newer ca-certificates than bookworm itself), and a superseded version disappears from the
+# archive, which breaks the build. The base image's tag already fixes the release.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

@@ -20,10 +20,6 @@ use serde::Serialize;
 use bbb_webhooks::api::checksum;
 use bbb_webhooks::config::{self, ChecksumAlgorithm, ConfigSources, LoadedConfig};
 
-/// The calls are signed with the shared secret of the configuration `serve` reads (--config, the
-/// bbb-webhooks 3.x files, SHARED_SECRET, BigBlueButton's properties) and sent to its
-/// api.bind:api.port: run it as the service's user, with its environment (for example with
-/// sudo), so that both match the running service.
 #[derive(clap::Args)]
 pub struct Args {
     /// The service's address; default http://<api.bind>:<api.port> from the configuration.

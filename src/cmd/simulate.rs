@@ -18,8 +18,8 @@ use super::ToolRedis;
 #[derive(clap::Args)]
 pub struct Args {
     /// Publish on this Redis (redis://[:password@]host:port[/db]) instead of the configured one
-    /// (the Redis `serve` reads: --config or the bbb-webhooks 3.x files, REDIS_URL/REDIS_HOST/
-    /// REDIS_PORT/REDIS_PASSWORD).
+    /// (the Redis `serve` reads: --config or the bbb-webhooks 3.x files, REDIS_URL, REDIS_HOST,
+    /// REDIS_PORT, REDIS_PASSWORD).
     #[arg(long)]
     redis_url: Option<String>,
     #[command(flatten)]
@@ -38,13 +38,13 @@ pub async fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<Exi
 /// The BigBlueButton generation whose message shapes are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Generation {
-    /// 1.x `header`/`payload` messages, as in the founding document.
+    /// `header`/`payload` messages, as in the founding document.
     #[value(name = "1.x")]
     V1,
-    /// 2.x (2.2-era) `envelope`/`core` messages: raised hands as emoji, one poll answer.
+    /// `envelope`/`core` messages of the 2.2 era: raised hands as emoji, one poll answer.
     #[value(name = "2.x")]
     V2,
-    /// 3.0: reactions, native raised hands, user metadata, sharer in screen-share messages.
+    /// reactions, native raised hands, user metadata, sharer in screen-share messages.
     #[value(name = "3.0")]
     V3,
 }
