@@ -1,13 +1,14 @@
 //! Wiring: starts every part in order, supervises them, and stops them in the reverse order.
 //!
 //! Start: bind the API and metrics addresses (a taken port is an error at once) → wait for Redis
-//! (a booting server is not an error; `/ready` stays false meanwhile) → load the hooks → load the
+//! (a booting server is not an error; `/ready` stays false meanwhile) → claim the epoch and
+//! start watching Redis ([`crate::redis_watch`]) → load the hooks → load the
 //! meeting and user state → resume every queue → start delivery and the acknowledger → start the
 //! enqueuer → subscribe to the channels.
 //!
 //! Supervision: every long-running task runs on one [`TaskTracker`] under one cancellation token.
-//! The critical ones (API and metrics servers, subscriber, enqueuer, delivery supervisor,
-//! acknowledger) are guarded: if one ends before shutdown, or panics, the failure is logged,
+//! The critical ones (API and metrics servers, Redis watch, subscriber, enqueuer, delivery
+//! supervisor, acknowledger) are guarded: if one ends before shutdown, or panics, the failure is logged,
 //! `/ready` turns false for good and the whole service stops, so that its service manager starts
 //! it again; nothing is lost, the queues are in Redis. Per-hook workers are restarted by the
 //! delivery pool instead (a failing hook is not a reason to stop the others).
@@ -35,6 +36,7 @@ use crate::hooks::{HookRegistry, HookStore};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
+use crate::redis_watch::{self, RedisWatch};
 use crate::state::StateStore;
 use crate::{input, redis_conn};
 
@@ -239,6 +241,25 @@ async fn run_core(
     };
     ctx.readiness.set_redis(true);
     set_module_status(&metrics, "../db/redis/index.js", "db", true);
+    let Some(epoch) = retry_until_ok(&shutdown, "write the epoch", || {
+        redis_watch::claim_epoch(&conn, &keys)
+    })
+    .await
+    else {
+        return;
+    };
+    let (data_lost, data_lost_rx) = tokio::sync::watch::channel(0u64);
+    supervisor.critical(
+        "Redis watch",
+        RedisWatch {
+            conn: conn.clone(),
+            keys: keys.clone(),
+            readiness: ctx.readiness.clone(),
+            metrics: metrics.clone(),
+            lost: data_lost,
+        }
+        .run(epoch, shutdown.clone(), redis_watch::CHECK_EVERY),
+    );
 
     let registry = retry_until_ok(&shutdown, "load the hooks", || {
         HookRegistry::load(
@@ -296,7 +317,7 @@ async fn run_core(
     supervisor.critical("delivery supervisor", pool.supervise());
     set_module_status(&metrics, "../out/webhooks/index.js", "out", true);
 
-    let (raw_tx, raw_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (raw_tx, raw_rx) = input::intake(settings.redis.intake_buffer_bytes.get());
     let subscriber = supervisor.critical(
         "subscriber",
         input::run(
@@ -319,6 +340,8 @@ async fn run_core(
             registry: registry.clone(),
             queue,
             metrics: metrics.clone(),
+            readiness: ctx.readiness.clone(),
+            data_lost: data_lost_rx,
         },
         shutdown.clone(),
         grace,

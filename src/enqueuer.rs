@@ -6,25 +6,37 @@
 //!
 //! Messages are taken in batches (whatever arrived while the previous batch was written), so
 //! throughput grows with load while each message still waits at most one round trip. A batch that
-//! Redis refuses is retried, not dropped: the subscriber keeps buffering meanwhile. Every few
-//! seconds it also expires inactive meetings and stores meeting activity.
+//! Redis refuses is retried, not dropped: the intake buffers meanwhile (bounded), `/ready` says
+//! why, and between two attempts nothing is held that would keep a hook's queue from being
+//! deleted (the enqueue gate is taken per attempt; appends to hooks removed meanwhile are left
+//! out of the next one). Every few seconds it also expires inactive meetings and stores meeting
+//! activity. When Redis is found to have lost its data ([`crate::redis_watch`]), it writes the
+//! hooks and mappings it holds in memory again and re-reads the queues' depths.
+//!
+//! Before mapping a batch it asks bbb-web ([`crate::bbb_web`]) about the meetings the batch names
+//! that the state does not know (created while no bbb-webhooks ran), so that their events carry
+//! the external id and reach the hooks scoped to them. That is the one wait on something other
+//! than Redis: at most one call per batch, bounded in time, never twice for one meeting within
+//! minutes, none at all for a while after bbb-web failed to answer.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::bbb_web::MeetingLookup;
 use crate::config::Settings;
-use crate::hooks::HookRegistry;
-use crate::input::RawMessage;
+use crate::event::Event;
+use crate::health::Readiness;
+use crate::hooks::{Hook, HookRegistry};
+use crate::input::{IntakeReceiver, RawMessage};
 use crate::logging::RateLimit;
-use crate::mapping::{MapError, Mapper};
+use crate::mapping::{MapError, Mapper, Parsed};
 use crate::metrics::Metrics;
-use crate::queue::DeliveryQueue;
+use crate::queue::{Append, Appends, DeliveryQueue};
 use crate::routing::{Filters, route};
-use crate::state::{State, StateStore};
+use crate::state::{Change, State, StateStore};
 
 /// Most messages taken into one batch.
 const BATCH: usize = 1024;
@@ -43,6 +55,9 @@ pub struct Parts {
     pub registry: Arc<HookRegistry>,
     pub queue: DeliveryQueue,
     pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    /// Changes each time Redis is found to have lost its data.
+    pub data_lost: watch::Receiver<u64>,
 }
 
 pub struct Enqueuer {
@@ -52,10 +67,16 @@ pub struct Enqueuer {
     registry: Arc<HookRegistry>,
     queue: DeliveryQueue,
     metrics: Arc<Metrics>,
+    readiness: Readiness,
+    data_lost: watch::Receiver<u64>,
+    /// Redis lost its data and what memory holds is not written back yet.
+    rewrite_pending: bool,
     filters: Filters,
     /// Cancelled at shutdown: a batch Redis keeps refusing is then given up after `grace`.
     stop: CancellationToken,
     grace: Duration,
+    /// Asks bbb-web about meetings the state does not know; `None` when turned off.
+    lookup: Option<MeetingLookup>,
 }
 
 impl Enqueuer {
@@ -71,26 +92,45 @@ impl Enqueuer {
             registry,
             queue,
             metrics,
+            readiness,
+            data_lost,
         } = parts;
         let filters = Filters::new(
             &settings.hooks.include_events,
             &settings.hooks.exclude_events,
         );
+        let lookup = settings
+            .bbb
+            .lookup_missed_meetings
+            .then(|| {
+                let url = settings.bbb.api_url.as_str();
+                MeetingLookup::new(url, settings.secret(), metrics.clone())
+                    .inspect_err(
+                        |e| tracing::error!(error = %e, "cannot ask bbb-web about missed meetings"),
+                    )
+                    .ok()
+            })
+            .flatten();
         Enqueuer {
+            mapper: Mapper::new(state)
+                .with_meeting_metadata(settings.hooks.include_meeting_metadata),
             settings,
-            mapper: Mapper::new(state),
             store,
             registry,
             queue,
             metrics,
+            readiness,
+            data_lost,
+            rewrite_pending: false,
             filters,
             stop,
             grace,
+            lookup,
         }
     }
 
     /// Runs until the input side closes, then writes what it still has.
-    pub async fn run(mut self, mut rx: UnboundedReceiver<RawMessage>) {
+    pub async fn run(mut self, mut rx: IntakeReceiver) {
         let mut housekeeping = tokio::time::interval(self.settings.mappings.cleanup_interval);
         let mut batch = Vec::with_capacity(BATCH);
         loop {
@@ -102,6 +142,10 @@ impl Enqueuer {
                     self.process(std::mem::take(&mut batch)).await;
                 }
                 _ = housekeeping.tick() => self.housekeeping().await,
+                Ok(()) = self.data_lost.changed() => {
+                    self.rewrite_pending = true;
+                    self.rewrite().await;
+                }
             }
         }
         self.store_activity(0).await;
@@ -115,49 +159,100 @@ impl Enqueuer {
 
     async fn process(&mut self, batch: Vec<RawMessage>) {
         let m = self.metrics.clone();
-        let gate = self.queue.enqueue_gate().await;
         let hooks = self.registry.snapshot();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let mut queued: HashMap<&str, i64> = HashMap::new();
-        for raw in &batch {
+        // What goes where is decided once; only the write is retried.
+        let mut events: Vec<Event> = Vec::new();
+        let mut deliveries: Vec<(usize, Arc<Hook>)> = Vec::new();
+        // Read once, here: the meetings the batch names are looked up before any is mapped.
+        let parsed: Vec<Result<Parsed, MapError>> =
+            batch.iter().map(|raw| Parsed::new(&raw.payload)).collect();
+        self.look_up_missed_meetings(&parsed).await;
+        for (raw, parsed) in batch.iter().zip(&parsed) {
             m.messages_received.inc();
             crate::fault::enqueuer(&raw.payload);
-            let events = match self.mapper.map(&raw.payload, raw.received_at) {
+            let mapped = match parsed {
+                Ok(parsed) => {
+                    self.learn_missed_meeting(parsed, raw.received_at);
+                    self.mapper.map_parsed(parsed, raw.received_at)
+                }
+                Err(e) => {
+                    self.count_failure(e, raw);
+                    continue;
+                }
+            };
+            let mapped = match mapped {
                 Ok(events) => events,
                 Err(e) => {
                     self.count_failure(&e, raw);
                     continue;
                 }
             };
-            if events.is_empty() {
+            if mapped.is_empty() {
                 m.messages_ignored.with_label_values(&["no_event"]).inc();
             }
-            for event in &events {
+            for event in mapped {
                 m.events_mapped.with_label_values(&[event.id]).inc();
-                // The lane: events of one meeting keep their order, meetings travel apart.
-                let lane = event
-                    .internal_meeting_id
-                    .as_deref()
-                    .or(event.external_meeting_id.as_deref())
-                    .unwrap_or("");
-                for (hook, payload) in route(event, &hooks, &self.filters) {
-                    self.queue
-                        .append(&mut pipe, &hook.id, lane, event.id, payload);
-                    *queued.entry(hook.id.as_str()).or_default() += 1;
+                let index = events.len();
+                for (hook, _) in route(&event, &hooks, &self.filters) {
+                    deliveries.push((index, hook.clone()));
                 }
+                events.push(event);
             }
         }
         let changes = self.mapper.state.take_journal();
-        self.store
-            .append_changes(&mut pipe, &self.mapper.state, &changes);
-        self.write(&pipe).await;
-        // Under the gate still: a hook deleted right after this batch keeps no depth behind.
-        self.queue.appended(queued);
-        drop(gate);
+        self.write(&events, &deliveries, &changes).await;
+        if let Some(oldest) = batch.iter().map(|m| m.received_at).min() {
+            let waited = crate::time::now_ms().saturating_sub(oldest);
+            m.enqueue_latency.observe(waited as f64 / 1000.0);
+        }
         let (meetings, users) = self.mapper.state.counts();
         m.meeting_mappings.set(meetings as i64);
         m.user_mappings.set(users as i64);
+    }
+
+    /// Asks bbb-web, in one call, about the meetings this batch names that the state does not
+    /// know and that no earlier message of the batch creates.
+    async fn look_up_missed_meetings(&mut self, parsed: &[Result<Parsed<'_>, MapError>]) {
+        let Some(lookup) = self.lookup.as_mut() else {
+            return;
+        };
+        let state = &self.mapper.state;
+        let mut created: Vec<&str> = Vec::new();
+        let mut unknown: Vec<&str> = Vec::new();
+        for p in parsed.iter().flatten() {
+            if let Some(m) = p.creates_meeting() {
+                created.push(m);
+            } else if let Some(m) = p.meeting_to_look_up()
+                && state.external_meeting_id(m).is_none()
+                && !created.contains(&m)
+                && !unknown.contains(&m)
+            {
+                unknown.push(m);
+            }
+        }
+        if !unknown.is_empty() {
+            lookup.resolve(&unknown).await;
+        }
+    }
+
+    /// Records what bbb-web listed of the meeting this message names, if the state still does
+    /// not know it: the same mapping `meeting-created` would have made, persisted the same way.
+    fn learn_missed_meeting(&mut self, parsed: &Parsed, now: u64) {
+        let Some(lookup) = self.lookup.as_mut() else {
+            return;
+        };
+        let Some(m) = parsed.meeting_to_look_up() else {
+            return;
+        };
+        if self.mapper.state.external_meeting_id(m).is_some() {
+            return;
+        }
+        if let Some(info) = lookup.take(m) {
+            tracing::info!(meeting = m, external = %info.external_id, name = info.name.as_deref().unwrap_or(""), "mapped a meeting the service missed, from bbb-web");
+            self.mapper
+                .state
+                .meeting_created(m, Some(&info.external_id), Some(info.metadata), now);
+        }
     }
 
     fn count_failure(&self, e: &MapError, raw: &RawMessage) {
@@ -178,42 +273,111 @@ impl Enqueuer {
         }
     }
 
-    /// Sends the batch's writes, retrying until Redis takes them. Only at shutdown, after the
-    /// grace period, is a batch given up (with an error: its events are lost).
-    async fn write(&self, pipe: &redis::Pipeline) {
-        if pipe.cmd_iter().next().is_none() {
+    /// Writes a batch's deliveries and state changes in one MULTI, retrying until Redis takes
+    /// them. Each attempt holds the enqueue gate only while it runs, and leaves out hooks removed
+    /// since the batch was routed (their queues are deleted, or being deleted). Only at shutdown,
+    /// after the grace period, is a batch given up (with an error: its events are lost).
+    async fn write(&self, events: &[Event], deliveries: &[(usize, Arc<Hook>)], changes: &[Change]) {
+        if deliveries.is_empty() && changes.is_empty() {
             return;
         }
         let mut conn = self.queue.connection();
         let mut delay = Duration::from_millis(50);
         let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
-            match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => {
+            let gate = self.queue.enqueue_gate().await;
+            let live = self.registry.snapshot();
+            let mut appends = Appends::default();
+            for (index, hook) in deliveries {
+                if live.get(&hook.id).is_none() {
+                    continue;
+                }
+                let event = &events[*index];
+                appends.push(
+                    &hook.id,
+                    Append {
+                        lane: lane(event),
+                        event: event.id,
+                        payload: event.payload(hook.get_raw),
+                    },
+                );
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            self.queue.append(&mut pipe, &appends);
+            self.store
+                .append_changes(&mut pipe, &self.mapper.state, changes);
+            match pipe.query_async::<Vec<u64>>(&mut conn).await {
+                Ok(lengths) => {
+                    // Under the gate still: a hook deleted right after keeps no depth behind.
+                    self.queue.appended(&appends, &lengths);
+                    drop(gate);
                     if failing_since.is_some() {
                         self.metrics
                             .redis_reconnects
                             .with_label_values(&["commands"])
                             .inc();
+                        self.readiness.set_write_error(None);
                         tracing::info!("Redis takes writes again");
                     }
                     return;
                 }
                 Err(e) => {
+                    drop(gate);
                     let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    self.readiness.set_write_error(Some(e.to_string()));
                     if self.stop.is_cancelled() && since.elapsed() >= self.grace {
-                        tracing::error!(error = %e, commands = pipe.cmd_iter().count(), "stopping while Redis refuses writes: this batch is lost");
+                        tracing::error!(error = %e, deliveries = deliveries.len(), "stopping while Redis refuses writes: this batch is lost");
                         return;
                     }
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot write to Redis; holding the batch and retrying");
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        // At shutdown, retry at once until the grace period is over.
+                        _ = self.stop.cancelled(), if !self.stop.is_cancelled() => {}
+                    }
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
             }
         }
     }
 
+    /// After Redis lost its data: writes the hooks and every mapping held in memory again and
+    /// re-reads the queues' depths. Tried again at each housekeeping tick until it works.
+    async fn rewrite(&mut self) {
+        let hooks = match self.registry.rewrite().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rewrite the hooks yet; trying again shortly");
+                return;
+            }
+        };
+        let everything = self.mapper.state.everything();
+        let mut pipe = redis::pipe();
+        self.store
+            .append_changes(&mut pipe, &self.mapper.state, &everything);
+        let mut conn = self.queue.connection();
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!(error = %e, "cannot rewrite the mappings yet; trying again shortly");
+            return;
+        }
+        for hook in self.registry.snapshot().iter() {
+            if let Err(e) = self.queue.resume(&hook.id).await {
+                tracing::warn!(hook = %hook.id, error = %e, "cannot read the queue's length");
+            }
+        }
+        self.rewrite_pending = false;
+        tracing::info!(
+            hooks,
+            mappings = everything.len(),
+            "rewrote hooks and mappings from memory"
+        );
+    }
+
     async fn housekeeping(&mut self) {
+        if self.rewrite_pending {
+            self.rewrite().await;
+        }
         let now = crate::time::now_ms();
         let expired = self
             .mapper
@@ -240,4 +404,14 @@ impl Enqueuer {
             }
         }
     }
+}
+
+/// The lane of an event's deliveries: events of one meeting keep their order, meetings travel
+/// apart.
+fn lane(event: &Event) -> &str {
+    event
+        .internal_meeting_id
+        .as_deref()
+        .or(event.external_meeting_id.as_deref())
+        .unwrap_or("")
 }

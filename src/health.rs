@@ -1,7 +1,8 @@
 //! Readiness: what `/ready` reports, as a `watch` channel the parts write and the API reads.
 //!
-//! Owns the health flags (Redis connected, hooks loaded, channels subscribed), the name of the
-//! first critical task that failed, and the count of events full queues dropped. It does not decide what to do about a failure (the
+//! Owns the health flags (Redis answering, hooks loaded, channels subscribed, writes accepted),
+//! the name of the first critical task that failed, and the count of events full queues
+//! dropped. It does not decide what to do about a failure (the
 //! supervisor in [`crate::app`] does) nor how the answer looks (the API does).
 
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub struct Health {
     /// The first critical task that ended or panicked; once set, the service is never ready
     /// again (it is on its way out, for the service manager to restart it).
     pub failed: Option<&'static str>,
+    /// Why the last write to Redis failed, while writes fail (Redis out of memory, read-only).
+    pub write_error: Option<String>,
     /// Events a full queue dropped since the start: not a reason to be unready, but a hint
     /// that a receiver is far behind (`hooks.queueSize`).
     pub dropped_events: u64,
@@ -24,7 +27,11 @@ pub struct Health {
 
 impl Health {
     pub fn is_ready(&self) -> bool {
-        self.redis && self.subscribed && self.hooks_loaded && self.failed.is_none()
+        self.redis
+            && self.subscribed
+            && self.hooks_loaded
+            && self.failed.is_none()
+            && self.write_error.is_none()
     }
 }
 
@@ -61,6 +68,17 @@ impl Readiness {
                 return false;
             }
             h.failed = Some(task);
+            true
+        });
+    }
+
+    /// Writes fail (with why), or work again (`None`).
+    pub fn set_write_error(&self, error: Option<String>) {
+        self.0.send_if_modified(|h| {
+            if h.write_error == error {
+                return false;
+            }
+            h.write_error = error;
             true
         });
     }

@@ -5,11 +5,13 @@
 //! | hook ids | `redis.keys.hooks` (`bigbluebutton:webhooks:out:hooks`) | SET | yes |
 //! | one hook | `redis.keys.hookPrefix:<id>` | HASH | yes |
 //! | meeting mapping ids | `redis.keys.mappings` (`bigbluebutton:webhooks:proc:mappings`) | SET | yes |
-//! | one meeting mapping | `redis.keys.mappingPrefix:<uuid>` | HASH | yes |
+//! | one meeting mapping | `redis.keys.mappingPrefix:<uuid>` | HASH | yes (its `meetingMetadata` field is ours; 3.x ignores it) |
 //! | user mapping ids | `redis.keys.userMaps` (`bigbluebutton:webhooks:proc:userMaps`) | SET | yes |
 //! | one user mapping | `redis.keys.userMapPrefix:<uuid>` | HASH | yes |
 //! | a hook's pending deliveries | `<ownPrefix>:queue:<hookId>` | STREAM | no |
-//! | a hook's retry state for the head of its queue | `<ownPrefix>:attempt:<hookId>` | HASH | no |
+//! | a hook's retry state (failures, failed requests) | `<ownPrefix>:attempt:<hookId>` | HASH | no |
+//! | hooks destroyed whose queue may still exist (proof for deleting it) | `<ownPrefix>:destroyed` | SET | no |
+//! | this Redis's epoch: written at start, missing once Redis lost its data | `<ownPrefix>:epoch` | STRING | no |
 //!
 //! `ownPrefix` defaults to `bigbluebutton:webhooks:rs`; it never collides with the 2.x
 //! `bigbluebutton:webhooks:events:<id>` lists. Tests give every key a prefix of their own.
@@ -69,6 +71,14 @@ impl Keys {
 
     pub fn attempt(&self, hook_id: &str) -> String {
         format!("{}:attempt:{hook_id}", self.names.own_prefix)
+    }
+
+    pub fn destroyed(&self) -> String {
+        format!("{}:destroyed", self.names.own_prefix)
+    }
+
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.names.own_prefix)
     }
 }
 

@@ -24,6 +24,7 @@
 //! * [`hooks`] owns the registered callbacks; [`api`] is the BigBlueButton-style HTTP API on them.
 //! * [`app`] wires it together, supervises the tasks and owns start-up and shutdown order.
 //! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
+//! * [`bbb_web`] asks bbb-web about meetings the service missed, for the enqueuer.
 //!
 //! Imports follow the data: a stage imports the type it receives (`input::RawMessage`), the
 //! queue it writes to or reads from, and the side modules; never a later stage past the queue,
@@ -31,6 +32,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bbb_web;
 pub mod checksum;
 pub mod config;
 pub mod delivery;
@@ -46,6 +48,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod queue;
 pub mod redis_conn;
+pub mod redis_watch;
 pub mod routing;
 pub mod state;
 pub mod time;

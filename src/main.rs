@@ -83,7 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => block_on(serve::worker_threads(), serve::run(config)),
         Command::Config(args) => config_check::run(args, config),
-        Command::Map(args) => map::run(args),
+        Command::Map(args) => map::run(args, config),
         Command::Bench(args) => block_on(None, bench::run(args, config)),
         Command::Demo(args) => block_on(None, demo::run(args, config)),
         Command::Simulate(args) => block_on(None, simulate::run(args, config)),

@@ -36,12 +36,16 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     pub queue_dropped: IntCounterVec,
     pub delivery_latency: Histogram,
+    pub enqueue_latency: Histogram,
     pub delivery_retries: IntCounter,
     pub deliveries_in_flight: IntGauge,
     pub hooks_removed: IntCounterVec,
     pub redis_reconnects: IntCounterVec,
     pub worker_restarts: IntCounter,
+    pub intake_dropped: IntCounter,
+    pub redis_data_lost: IntCounter,
     pub api_checksum_failures: IntCounter,
+    pub meeting_lookups: IntCounterVec,
 }
 
 /// A registry that remembers the name of every family registered in it.
@@ -103,6 +107,21 @@ impl Metrics {
         )
         .expect("valid metric");
         let delivery_latency = r.add(delivery_latency);
+        let base = r.names.pop().unwrap_or_default();
+        r.names
+            .extend(["_bucket", "_sum", "_count"].map(|s| format!("{base}{s}")));
+        // What a crash can lose: messages received but not yet in Redis (pub/sub cannot replay).
+        let enqueue_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "bbb_webhooks_enqueue_latency_seconds",
+                "Time from receiving a batch's oldest message to Redis taking its writes",
+            )
+            .buckets(vec![
+                0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+            ]),
+        )
+        .expect("valid metric");
+        let enqueue_latency = r.add(enqueue_latency);
         let base = r.names.pop().unwrap_or_default();
         r.names
             .extend(["_bucket", "_sum", "_count"].map(|s| format!("{base}{s}")));
@@ -177,6 +196,7 @@ impl Metrics {
                 &["hook"],
             ),
             delivery_latency,
+            enqueue_latency,
             delivery_retries: r.counter(
                 "bbb_webhooks_delivery_retries_total",
                 "Callback attempts after a failed one",
@@ -195,6 +215,14 @@ impl Metrics {
                 "Redis connections re-established after a failure",
                 &["connection"],
             ),
+            intake_dropped: r.counter(
+                "bbb_webhooks_intake_dropped_total",
+                "Messages dropped because the intake buffer was full (Redis refusing writes)",
+            ),
+            redis_data_lost: r.counter(
+                "bbb_webhooks_redis_data_lost_total",
+                "Times Redis was found without the service's data (restarted empty or flushed)",
+            ),
             worker_restarts: r.counter(
                 "bbb_webhooks_worker_restarts_total",
                 "Hook workers started again after they ended unexpectedly (a panic)",
@@ -202,6 +230,11 @@ impl Metrics {
             api_checksum_failures: r.counter(
                 "bbb_webhooks_api_checksum_failures_total",
                 "Hooks API calls refused for their checksum",
+            ),
+            meeting_lookups: r.counter_vec(
+                "bbb_webhooks_meeting_lookups_total",
+                "Meetings unknown to the service asked about at bbb-web (found, not_found), or not (failed: bbb-web did not answer; skipped: it failed lately)",
+                &["result"],
             ),
             names: r.names,
             registry: r.registry,

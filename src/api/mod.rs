@@ -73,6 +73,12 @@ async fn ready(State(ctx): State<Arc<ApiContext>>) -> Response {
         Some(task) => format!(r#","failed":"{task}""#),
         None => String::new(),
     };
+    if let Some(reason) = &h.write_error {
+        hints.push_str(&format!(
+            r#","writeError":{}"#,
+            serde_json::Value::String(reason.clone())
+        ));
+    }
     if h.dropped_events > 0 {
         hints.push_str(&format!(r#","droppedEvents":{}"#, h.dropped_events));
     }
@@ -83,8 +89,11 @@ async fn ready(State(ctx): State<Arc<ApiContext>>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE
         },
         format!(
-            r#"{{"ready":{ready},"redis":{},"subscribed":{},"hooksLoaded":{}{hints}}}"#,
-            h.redis, h.subscribed, h.hooks_loaded
+            r#"{{"ready":{ready},"redis":{},"subscribed":{},"hooksLoaded":{},"writable":{}{hints}}}"#,
+            h.redis,
+            h.subscribed,
+            h.hooks_loaded,
+            h.write_error.is_none()
         ),
     )
 }

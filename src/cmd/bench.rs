@@ -10,6 +10,10 @@
 //! lost and duplicated deliveries, events out of order within their meeting, and the service's
 //! CPU time and peak RSS.
 //!
+//! As a soak test it can also make the receiver fail every N-th request, run a Redis of its own
+//! (with an append-only file) and restart it every few seconds, and sample the service's RSS
+//! over time.
+//!
 //! It owns the subcommand's arguments, the workload, the receiver and the analysis. It does not
 //! look inside the service: it runs it as a separate process, configured by a file, and talks to
 //! it only through Redis, its hooks API (`hooks`' client) and the callbacks.
@@ -26,6 +30,7 @@ use anyhow::{Context, bail};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use super::ToolRedis;
 
@@ -65,6 +70,22 @@ pub struct Args {
     /// Give up when no delivery arrives for this many seconds.
     #[arg(long, default_value_t = 20)]
     idle_timeout: u64,
+    /// The receiver answers 503 to every N-th request of a hook (0: never): a flaky receiver.
+    #[arg(long, default_value_t = 0)]
+    receiver_fail_every: usize,
+    /// Run a Redis of the bench's own (append-only file, on a free port; needs `redis-server`)
+    /// and restart it every this many seconds (0: use the configured Redis, or --redis-url, and
+    /// never restart).
+    #[arg(long, default_value_t = 0)]
+    redis_restart_every: u64,
+    /// Print the service's RSS and the events received so far every this many seconds.
+    #[arg(long, default_value_t = 0)]
+    sample_every: u64,
+    /// Users per meeting, joining again in turn (0: a new user with every join, as the 3.x
+    /// baseline). A soak uses a pool so that the meeting state stays the same size and any
+    /// growth of memory is the service's own.
+    #[arg(long, default_value_t = 0)]
+    user_pool: usize,
 }
 
 /// Prints the report; exit status 3 when deliveries were lost.
@@ -89,6 +110,8 @@ struct BenchReport {
     latency_ms: (f64, f64, f64),
     cpu_seconds: f64,
     peak_rss_mib: f64,
+    /// Receipt → in Redis, from the service's own histogram: (p99, max) upper bounds in ms.
+    crash_window_ms: Option<(f64, f64)>,
 }
 
 impl BenchReport {
@@ -133,12 +156,19 @@ impl fmt::Display for BenchReport {
             self.reordered,
             self.cpu_seconds,
             self.peak_rss_mib
-        )
+        )?;
+        if let Some((p99, max)) = self.crash_window_ms {
+            write!(
+                f,
+                "\nreceipt → in Redis (what a kill -9 could lose): p99 ≤ {p99} ms, max ≤ {max} ms"
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// One request as received: hook index, body, when.
-type Receipt = (usize, Bytes, Instant);
+/// One request as received: hook index, the sequence numbers of its events, when.
+type Receipt = (usize, Vec<usize>, Instant);
 
 /// Everything received, and a running count of events (cheap: the waiting loop reads it often).
 #[derive(Default)]
@@ -147,6 +177,10 @@ struct Receipts {
     events: AtomicUsize,
     /// How long the receiver takes to answer.
     delay: Duration,
+    /// Answer 503 to every N-th request of a hook (0: never); those are not recorded.
+    fail_every: usize,
+    requests: Mutex<HashMap<usize, usize>>,
+    meetings: usize,
 }
 
 /// How each event starts in a form-encoded `event` field: `{"data"`.
@@ -156,26 +190,38 @@ async fn receive(
     State(r): State<Arc<Receipts>>,
     Path(hook): Path<usize>,
     body: Bytes,
-) -> &'static str {
+) -> axum::http::StatusCode {
     let now = Instant::now();
+    if !r.delay.is_zero() {
+        tokio::time::sleep(r.delay).await;
+    }
+    if r.fail_every > 0 {
+        let mut requests = r.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let n = requests.entry(hook).or_insert(0);
+        *n += 1;
+        if *n % r.fail_every == 0 {
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        }
+    }
     let events = body
         .windows(EVENT_START.len())
         .filter(|w| *w == EVENT_START)
         .count();
     r.events.fetch_add(events, Ordering::Relaxed);
+    let seqs = events_in(&body, r.meetings);
     r.all
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push((hook, body, now));
-    if !r.delay.is_zero() {
-        tokio::time::sleep(r.delay).await;
-    }
-    ""
+        .push((hook, seqs, now));
+    axum::http::StatusCode::OK
 }
 
 async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport> {
-    // Fails early, with the help, when the Redis does not answer.
-    let mut conn = redis.connect("bench").await?;
+    // Fails early, with the help, when the configured Redis does not answer (a Redis of the
+    // bench's own is started below instead).
+    if options.redis_restart_every == 0 {
+        drop(redis.connect("bench").await?);
+    }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("bench:{}", &id[..10]);
     let channel = format!("{prefix}:channel");
@@ -185,6 +231,8 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
     let meetings = options.meetings.max(1);
     let receipts = Arc::new(Receipts {
         delay: Duration::from_millis(options.receiver_delay_ms),
+        fail_every: options.receiver_fail_every,
+        meetings,
         ..Default::default()
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -200,8 +248,19 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
     let api_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let dir = std::env::temp_dir().join(format!("bbb-webhooks-{prefix}").replace(':', "-"));
     std::fs::create_dir_all(&dir)?;
+    let own_redis = if options.redis_restart_every > 0 {
+        Some(OwnRedis::start(&dir).await?)
+    } else {
+        None
+    };
+    let redis_url = own_redis
+        .as_ref()
+        .map_or_else(|| redis.url.clone(), OwnRedis::url);
     let config = dir.join("config.yml");
     let k = |s: &str| format!("{prefix}:{s}");
     let tree = json!({
@@ -211,6 +270,7 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
                            "mappingPrefix": k("proc:mapping"), "userMaps": k("proc:userMaps"),
                            "userMapPrefix": k("proc:userMap"), "ownPrefix": k("rs")}},
         "api": {"bind": "127.0.0.1", "port": api_port},
+        "prometheus": {"enabled": true, "host": "127.0.0.1", "port": metrics_port},
         "hooks": {"multiEvent": options.multi_event, "ordering": options.ordering,
                   "queueSize": options.queue_size.unwrap_or(options.events + meetings).max(1)},
         "log": {"level": "warn"}
@@ -228,7 +288,7 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
         .args(["serve", "--config"])
         .arg(&config)
         .env_remove("BBB_WEBHOOKS_CONFIG")
-        .env("REDIS_URL", &redis.url)
+        .env("REDIS_URL", &redis_url)
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -251,10 +311,38 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
     }
 
     // Publish.
-    let messages = workload(options.events, meetings);
+    let messages = workload(options.events, meetings, options.user_pool);
+    let client = redis::Client::open(redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
-    let published = publish(&mut conn, &channel, &messages, options.rate).await?;
+    let sampler = (options.sample_every > 0).then(|| {
+        tokio::spawn(sample(
+            pid,
+            receipts.clone(),
+            Duration::from_secs(options.sample_every),
+        ))
+    });
+    let restarts_stop = CancellationToken::new();
+    let restarter = own_redis.map(|redis| {
+        tokio::spawn(redis.restart_every(
+            Duration::from_secs(options.redis_restart_every),
+            restarts_stop.clone(),
+        ))
+    });
+    let target = Target {
+        client: &client,
+        channel: &channel,
+        http: &http,
+        base: &base,
+    };
+    let published = publish(&mut conn, &target, &messages, options.rate).await?;
+    // No restart after the last message: delivery is measured against a Redis that stays up.
+    restarts_stop.cancel();
+    let own_redis = match restarter {
+        Some(task) => Some(task.await?),
+        None => None,
+    };
 
     // Wait for everything, or for silence.
     let expected = options.hooks * messages.len();
@@ -278,17 +366,31 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
     tokio::time::sleep(Duration::from_millis(200)).await;
     let cpu = cpu_seconds(pid) - cpu_before;
     let peak = peak_rss_mib(pid);
+    let crash_window = match http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+    {
+        Ok(r) => crash_window(&r.text().await.unwrap_or_default()),
+        Err(_) => None,
+    };
     let _ = tokio::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .await;
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     receiver.abort();
+    if let Some(s) = sampler {
+        s.abort();
+    }
     cleanup(&mut conn, &prefix).await;
+    drop(own_redis);
     let _ = std::fs::remove_dir_all(&dir);
 
     let receipts = std::mem::take(&mut *receipts.all.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok(analyse(options, receipts, &published, started, cpu, peak))
+    let mut report = analyse(options, receipts, &published, started, cpu, peak);
+    report.crash_window_ms = crash_window;
+    Ok(report)
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
@@ -317,9 +419,21 @@ fn meeting_of(seq: usize, meetings: usize) -> usize {
     seq % meetings
 }
 
-/// Sequence numbers 0..M are the meetings' creations; then joins (odd) and chats (even), each
-/// in meeting `seq % M`.
-fn workload(n: usize, meetings: usize) -> Vec<String> {
+/// Sequence numbers 0..M are the meetings' creations; after them, message `seq` belongs to
+/// meeting `seq % M`, and each meeting alternates a join (odd rounds `seq / M`) and a chat
+/// message of the user who joined just before in it (even rounds). With one meeting: the
+/// workload of bbb-webhooks 3.5.0's measured baseline. A join's external user id is
+/// `ext-<seq>`; its internal id is new (`w_<seq>`), or with a pool of `pool` users per meeting,
+/// one of those in turn.
+fn workload(n: usize, meetings: usize, pool: usize) -> Vec<String> {
+    let user_of = |seq: usize| match pool {
+        0 => format!("w_{seq}"),
+        _ => format!(
+            "w_{}_{}",
+            meeting_of(seq, meetings),
+            (seq / meetings / 2) % pool
+        ),
+    };
     let now = bbb_webhooks::time::now_ms();
     let mut out = Vec::with_capacity(n + meetings);
     for i in 0..meetings {
@@ -331,15 +445,15 @@ fn workload(n: usize, meetings: usize) -> Vec<String> {
     }
     for seq in meetings..meetings + n {
         let meeting = meeting_id(meeting_of(seq, meetings));
-        let (name, user, body) = if seq % 2 == 1 {
-            let user = format!("w_{seq}");
+        let (name, user, body) = if (seq / meetings) % 2 == 1 {
+            let user = user_of(seq);
             (
                 "UserJoinedMeetingEvtMsg",
                 user.clone(),
                 json!({"intId":user,"extId":format!("ext-{seq}"),"name":"Student","role":"VIEWER","guest":false,"authed":true,"guestStatus":"ALLOW","emoji":"none","reactionEmoji":"none","raiseHand":false,"away":false,"pin":false,"presenter":false,"locked":true,"avatar":"","color":"#7b1fa2","clientType":"HTML5"}),
             )
         } else {
-            let user = format!("w_{}", seq - 1);
+            let user = user_of(seq - meetings);
             (
                 "GroupChatMessageBroadcastEvtMsg",
                 user.clone(),
@@ -355,45 +469,173 @@ fn workload(n: usize, meetings: usize) -> Vec<String> {
     out
 }
 
-/// Publishes every message; returns when each was published.
+/// Where and how to publish, and how to wait for the service after a Redis restart.
+struct Target<'a> {
+    client: &'a redis::Client,
+    channel: &'a str,
+    http: &'a reqwest::Client,
+    base: &'a str,
+}
+
+/// Publishes every message; returns when each was published. When Redis goes away (restarted by
+/// the soak), waits until it and the service (subscribed again) are back and goes on where it
+/// stopped: nothing is published into a gap no subscriber hears.
 async fn publish(
     conn: &mut redis::aio::MultiplexedConnection,
-    channel: &str,
+    target: &Target<'_>,
     messages: &[String],
     rate: u64,
 ) -> anyhow::Result<Vec<Instant>> {
     let mut at = Vec::with_capacity(messages.len());
-    if rate == 0 {
-        for chunk in messages.chunks(200) {
-            let mut pipe = redis::pipe();
-            for m in chunk {
-                pipe.publish(channel, m).ignore();
-            }
-            let t = Instant::now();
-            pipe.query_async::<()>(conn).await?;
-            at.extend(std::iter::repeat_n(t, chunk.len()));
-        }
-        return Ok(at);
-    }
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sent = 0;
     while sent < messages.len() {
-        tick.tick().await;
-        let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(messages.len());
+        let due = if rate == 0 {
+            (sent + 200).min(messages.len())
+        } else {
+            tick.tick().await;
+            ((start.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(messages.len())
+        };
         if due > sent {
             let mut pipe = redis::pipe();
             for m in &messages[sent..due] {
-                pipe.publish(channel, m).ignore();
+                pipe.publish(target.channel, m).ignore();
             }
             let t = Instant::now();
-            pipe.query_async::<()>(conn).await?;
+            if let Err(e) = pipe.query_async::<()>(conn).await {
+                eprintln!("publishing paused: {e}");
+                *conn = reconnect(target).await?;
+                continue;
+            }
             at.extend(std::iter::repeat_n(t, due - sent));
             sent = due;
         }
     }
     Ok(at)
+}
+
+/// Waits until Redis answers and the service is ready (subscribed) again.
+async fn reconnect(target: &Target<'_>) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if Instant::now() > deadline {
+            bail!("Redis or the service did not come back within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(conn) = target.client.get_multiplexed_async_connection().await else {
+            continue;
+        };
+        if wait_ready(target.http, target.base).await.is_ok() {
+            return Ok(conn);
+        }
+    }
+}
+
+/// Prints the service's RSS and the events received so far, every `every`.
+async fn sample(pid: u32, receipts: Arc<Receipts>, every: Duration) {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        eprintln!(
+            "t={:>5.0}s rss={:.1} MiB received={}",
+            start.elapsed().as_secs_f64(),
+            rss_mib(pid),
+            receipts.events.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// A Redis of the bench's own, with an append-only file so that a restart keeps what it
+/// acknowledged; killed when dropped.
+struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: tokio::process::Child,
+}
+
+impl OwnRedis {
+    async fn start(dir: &std::path::Path) -> anyhow::Result<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Self::spawn(port, dir)?;
+        let redis = OwnRedis {
+            port,
+            dir: dir.to_path_buf(),
+            child,
+        };
+        redis.wait_up().await?;
+        Ok(redis)
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
+        tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start redis-server (is it installed?)")
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_up(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("the bench's own Redis did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops Redis (SHUTDOWN: the append-only file is complete) and starts it again, every
+    /// `every`, until `stop`; a restart under way is finished first. Returns the running Redis.
+    async fn restart_every(mut self, every: Duration, stop: CancellationToken) -> OwnRedis {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return self,
+            }
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut c) = client.get_multiplexed_async_connection().await
+            {
+                let _: Result<(), _> = redis::cmd("SHUTDOWN").query_async(&mut c).await;
+            }
+            let _ = self.child.wait().await;
+            eprintln!("Redis restarted");
+            match Self::spawn(self.port, &self.dir) {
+                Ok(child) => self.child = child,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    return self;
+                }
+            }
+            if let Err(e) = self.wait_up().await {
+                eprintln!("{e:#}");
+                return self;
+            }
+        }
+    }
 }
 
 /// The sequence numbers of the events in one request body.
@@ -413,9 +655,9 @@ fn events_in(body: &[u8], meetings: usize) -> Vec<usize> {
                 "meeting-created" => (0..meetings).find(|i| {
                     a["meeting"]["internal-meeting-id"].as_str() == Some(meeting_id(*i).as_str())
                 }),
-                "user-joined" => a["user"]["internal-user-id"]
+                "user-joined" => a["user"]["external-user-id"]
                     .as_str()?
-                    .strip_prefix("w_")?
+                    .strip_prefix("ext-")?
                     .parse()
                     .ok(),
                 "chat-group-message-sent" => a["chat-message"]["id"]
@@ -445,9 +687,9 @@ fn analyse(
     // The newest sequence number seen per (hook, meeting): an older one after it is out of order.
     let mut max_seen: HashMap<(usize, usize), usize> = HashMap::new();
     let mut last_receipt = started;
-    for (hook, body, at) in &receipts {
+    for (hook, seqs, at) in &receipts {
         last_receipt = last_receipt.max(*at);
-        for seq in events_in(body, meetings) {
+        for &seq in seqs {
             if first.contains_key(&(*hook, seq)) {
                 duplicates += 1;
                 continue;
@@ -502,8 +744,39 @@ fn analyse(
         ),
         cpu_seconds,
         peak_rss_mib,
+        crash_window_ms: None,
         options,
     }
+}
+
+/// The p99 and max of `bbb_webhooks_enqueue_latency_seconds`, as the upper bounds (ms) of the
+/// histogram's buckets that hold them.
+fn crash_window(metrics: &str) -> Option<(f64, f64)> {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("bbb_webhooks_enqueue_latency_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, count) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let at = |share: f64| {
+        buckets
+            .iter()
+            .find(|(_, count)| *count >= total * share)
+            .map(|(le, _)| le * 1000.0)
+    };
+    Some((at(0.99)?, at(1.0)?))
 }
 
 /// CPU seconds (user + system) the process used so far, from /proc.
@@ -524,12 +797,22 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The service's peak RSS (VmHWM), in MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+/// The service's RSS now (VmRSS), in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
@@ -545,5 +828,54 @@ async fn cleanup(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) {
         .unwrap_or_default();
     for chunk in keys.chunks(500) {
         let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(conn).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crash_window_is_read_from_the_histogram() {
+        let text = "\
+bbb_webhooks_enqueue_latency_seconds_bucket{le=\"0.001\"} 90
+bbb_webhooks_enqueue_latency_seconds_bucket{le=\"0.002\"} 99
+bbb_webhooks_enqueue_latency_seconds_bucket{le=\"0.005\"} 100
+bbb_webhooks_enqueue_latency_seconds_bucket{le=\"+Inf\"} 100
+";
+        assert_eq!(crash_window(text), Some((2.0, 5.0)));
+        assert_eq!(crash_window(""), None);
+    }
+
+    #[test]
+    fn events_are_spread_over_meetings_in_turn() {
+        let w = workload(6, 3, 0);
+        assert_eq!(w.len(), 9);
+        for (seq, m) in w.iter().enumerate() {
+            let want = meeting_id(meeting_of(seq, 3));
+            assert!(m.contains(&want), "message {seq} is in meeting {want}");
+        }
+    }
+
+    #[test]
+    fn a_user_pool_keeps_the_users_few_and_the_joins_countable() {
+        let w = workload(200, 2, 3);
+        let joins = w
+            .iter()
+            .filter(|m| m.contains("UserJoinedMeetingEvtMsg"))
+            .count();
+        assert_eq!(joins, 100, "half the messages are joins");
+        let users: std::collections::BTreeSet<String> = w
+            .iter()
+            .filter(|m| m.contains("UserJoinedMeetingEvtMsg"))
+            .map(|m| {
+                let v: Value = serde_json::from_str(m).unwrap();
+                v["core"]["body"]["intId"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(users.len(), 2 * 3, "three users per meeting");
+        assert!(w[2].contains("\"extId\":\"ext-2\""), "{}", w[2]);
+        assert!(w[3].contains("\"extId\":\"ext-3\""), "{}", w[3]);
+        assert!(w[4].contains("GroupChatMessageBroadcastEvtMsg"), "{}", w[4]);
     }
 }

@@ -2,7 +2,9 @@
 //! state. The way to see (and test) the mapper without Redis or HTTP.
 //!
 //! It owns the subcommand's arguments, reading lines and printing events. The mapping itself is
-//! [`bbb_webhooks::mapping`]'s.
+//! [`bbb_webhooks::mapping`]'s. It reads the configuration `serve` reads (`--config`, the
+//! environment), so it maps as the service would (`hooks.includeMeetingMetadata`); it signs
+//! nothing, so no shared secret is needed.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use bbb_webhooks::config::{self, ConfigSources};
 use bbb_webhooks::mapping::Mapper;
 
 #[derive(clap::Args)]
@@ -22,7 +25,9 @@ pub struct Args {
 }
 
 /// Exit status 2 when a line could not be mapped.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = config::load_without_secret(&ConfigSources::from_process(config_file))?.settings;
+    let mapper = Mapper::default().with_meeting_metadata(settings.hooks.include_meeting_metadata);
     let layout = if args.per_message {
         Layout::PerMessage
     } else {
@@ -34,9 +39,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => {
             let f = std::fs::File::open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
-            map_lines(&mut std::io::BufReader::new(f), &mut out, &mut err, layout)?
+            let mut input = std::io::BufReader::new(f);
+            map_lines(mapper, &mut input, &mut out, &mut err, layout)?
         }
-        None => map_lines(&mut std::io::stdin().lock(), &mut out, &mut err, layout)?,
+        None => map_lines(
+            mapper,
+            &mut std::io::stdin().lock(),
+            &mut out,
+            &mut err,
+            layout,
+        )?,
     };
     Ok(if failures == 0 {
         ExitCode::SUCCESS
@@ -57,12 +69,12 @@ enum Layout {
 /// Maps every line of `input` (blank lines skipped) and writes the events to `out`; problems go
 /// to `err` with their line number. Returns how many lines could not be mapped.
 fn map_lines(
+    mut mapper: Mapper,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     err: &mut dyn Write,
     layout: Layout,
 ) -> std::io::Result<usize> {
-    let mut mapper = Mapper::default();
     let mut failures = 0;
     let mut line = Vec::new();
     let mut number = 0;

@@ -1,7 +1,10 @@
 //! `bbb-webhooks simulate`: a realistic BigBlueButton meeting published on Redis, as a server of
 //! the chosen generation would publish it: creation, joins (one guest), audio, mute, camera,
 //! screen sharing, presenter, raised hand, public chat with unicode, a poll with answers, a user
-//! leaving, the end, and the recording pipeline. Fresh ids every run.
+//! leaving, the end, and the recording pipeline. 3.0 adds what only it says: the guest's
+//! admission (to the guest and to each moderator), a promotion, away, chat edits, reactions and
+//! deletions, a presentation upload and its file, an external video, the timer and a breakout
+//! room. Fresh ids every run.
 //!
 //! It owns the subcommand's arguments, the message scripts (pure: [`script`]) and publishing
 //! them at a pace ([`publish`], which `demo` uses too). It knows nothing of the service: what the
@@ -44,7 +47,9 @@ pub enum Generation {
     /// `envelope`/`core` messages of the 2.2 era: raised hands as emoji, one poll answer.
     #[value(name = "2.x")]
     V2,
-    /// reactions, native raised hands, user metadata, sharer in screen-share messages.
+    /// reactions, native raised hands, user metadata, sharer in screen-share messages, and
+    /// guests, roles, away, chat edits and reactions, presentations, external video, timer,
+    /// breakout rooms.
     #[value(name = "3.0")]
     V3,
 }
@@ -252,6 +257,9 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
         AKKA,
     );
     for p in &m.people {
+        if v3 && p.guest {
+            admit(&mut s, p);
+        }
         let mut body = json!({"intId": p.id, "extId": p.ext, "name": p.name, "role": p.role, "guest": p.guest,
             "authed": !p.guest, "guestStatus": "ALLOW", "presenter": false, "locked": p.role != "MODERATOR", "avatar": "", "clientType": "HTML5"});
         if v3 {
@@ -268,6 +276,21 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
         &host.id,
         json!({"presenterId": host.id, "presenterName": host.name, "assignedBy": host.id}),
     );
+    if v3 {
+        // The header names who changed the role; the body, whose it is.
+        s.env(
+            "UserRoleChangedEvtMsg",
+            &host.id,
+            json!({"userId": first_viewer.id, "role": "MODERATOR", "changedBy": host.id}),
+        );
+        for away in [true, false] {
+            s.env(
+                "UserAwayChangedEvtMsg",
+                &first_viewer.id,
+                json!({"userId": first_viewer.id, "away": away}),
+            );
+        }
+    }
     if recording {
         s.env(
             "RecordingStatusChangedEvtMsg",
@@ -302,11 +325,15 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
         &host.id,
         json!({"userId": host.id, "stream": cam}),
     );
+    let presentation = format!("{}-{}", random_hex(40), m.created);
+    if v3 {
+        upload(&mut s, &presentation);
+    }
     s.env_typed(
         "SetCurrentPresentationEvtMsg",
         &host.id,
         "BROADCAST_TO_MEETING",
-        json!({"podId": "DEFAULT_PRESENTATION_POD", "presentationId": format!("{}-{}", random_hex(40), m.created)}),
+        json!({"podId": "DEFAULT_PRESENTATION_POD", "presentationId": presentation}),
         PRES,
     );
     let mut share = json!({"voiceConf": "72013", "screenshareConf": "72013", "stream": uuid::Uuid::new_v4().to_string(), "vidWidth": 1280, "vidHeight": 720, "timestamp": m.created.to_string(), "hasAudio": false, "contentType": "screenshare"});
@@ -320,6 +347,7 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
     );
     s.env("ScreenshareRtmpBroadcastStoppedEvtMsg", "not-used", share);
     s.hand(&first_viewer.id, true, v3);
+    let mut chat_ids = Vec::new();
     for (i, (who, text)) in [
         (host, "Welcome, everyone! Bienvenue, 欢迎 👋"),
         (first_viewer, "Thanks — ¿podemos empezar? 🙂"),
@@ -327,7 +355,9 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
     .iter()
     .enumerate()
     {
-        let mut msg = json!({"id": format!("{}-{}", m.created + i as u64, random_hex(8)), "timestamp": m.created + i as u64,
+        let id = format!("{}-{}", m.created + i as u64, random_hex(8));
+        chat_ids.push(id.clone());
+        let mut msg = json!({"id": id, "timestamp": m.created + i as u64,
             "correlationId": format!("{}-{}", who.id, i), "sender": {"id": who.id, "name": who.name, "role": who.role}, "message": text});
         if v3 {
             msg["chatEmphasizedText"] = json!(false);
@@ -347,6 +377,8 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
             &first_viewer.id,
             json!({"userId": first_viewer.id, "reactionEmoji": "👍"}),
         );
+        chat_changes(&mut s, host, first_viewer, &chat_ids[1]);
+        tools(&mut s, host);
     }
     s.hand(&first_viewer.id, false, v3);
     let poll_id = format!("{}/1/{}", random_hex(40), m.created);
@@ -401,6 +433,9 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
         &host.id,
         json!({"userId": host.id, "stream": cam}),
     );
+    if v3 {
+        breakout(&mut s);
+    }
     let mut left = json!({"intId": first_viewer.id});
     if v3 {
         left = json!({"intId": first_viewer.id, "eject": false, "ejectedBy": "", "reason": "", "reasonCode": ""});
@@ -429,6 +464,138 @@ fn v2_script(m: &Meeting, generation: Generation, recording: bool) -> Vec<Public
         );
     }
     s.out
+}
+
+/// 3.0: a guest admitted (and another, who never joins, denied) by the moderators present. Like
+/// BigBlueButton, the decision goes to the guest and to each moderator: one event comes of it.
+fn admit(s: &mut Script, guest: &Person) {
+    let m = s.m;
+    let refused = format!("w_{}", random_hex(12));
+    let host = &m.people[0];
+    let guests =
+        json!([{"guest": guest.id, "status": "ALLOW"}, {"guest": refused, "status": "DENY"}]);
+    for moderator in m.people.iter().filter(|p| p.role == "MODERATOR") {
+        s.env_typed(
+            "GuestsWaitingApprovedEvtMsg",
+            &moderator.id,
+            "DIRECT",
+            json!({"guests": guests, "approvedBy": host.id}),
+            AKKA,
+        );
+    }
+    for (id, status) in [(&guest.id, "ALLOW"), (&refused, "DENY")] {
+        s.env_typed(
+            "GuestApprovedEvtMsg",
+            id,
+            "DIRECT",
+            json!({"status": status, "approvedBy": host.id}),
+            AKKA,
+        );
+    }
+}
+
+/// 3.0: the host uploads a presentation; once converted, its original file can be downloaded.
+fn upload(s: &mut Script, presentation: &str) {
+    let m = s.m;
+    let host = &m.people[0];
+    let download = format!(
+        "https://bbb.example.org/bigbluebutton/presentation/download/{}/{presentation}?presFilename={presentation}.pdf&filename=chapter-2.pdf",
+        m.internal
+    );
+    let pages: Vec<Value> = (1..=3)
+        .map(|n| json!({"id": format!("{presentation}/{n}"), "num": n, "current": n == 1}))
+        .collect();
+    s.env_typed(
+        "PresentationConversionCompletedEvtMsg",
+        &host.id,
+        "BROADCAST_TO_MEETING",
+        json!({"podId": "DEFAULT_PRESENTATION_POD", "messageKey": "CONVERSION_COMPLETED", "code": "CONVERSION_COMPLETED",
+               "presentation": {"id": presentation, "name": "chapter-2.pdf", "current": false, "pages": pages,
+                                "downloadable": true, "removable": true, "uploadCompleted": true, "numPages": 3}}),
+        PRES,
+    );
+    s.env_typed(
+        "NewPresFileAvailableEvtMsg",
+        &host.id,
+        "BROADCAST_TO_MEETING",
+        json!({"annotatedFileURI": "", "originalFileURI": download, "convertedFileURI": "", "presId": presentation, "fileStateType": "Original"}),
+        PRES,
+    );
+}
+
+/// 3.0: a chat message edited by its author, reacted to by the host (and the reaction taken
+/// back), then deleted.
+fn chat_changes(s: &mut Script, host: &Person, author: &Person, message: &str) {
+    let chat = "MAIN-PUBLIC-GROUP-CHAT";
+    s.env(
+        "GroupChatMessageEditedEvtMsg",
+        &author.id,
+        json!({"chatId": chat, "messageId": message, "message": "Thanks — ¿empezamos ya? 🙂"}),
+    );
+    for name in [
+        "GroupChatMessageReactionSentEvtMsg",
+        "GroupChatMessageReactionDeletedEvtMsg",
+    ] {
+        s.env(
+            name,
+            &host.id,
+            json!({"chatId": chat, "messageId": message, "reactionEmoji": "🎉", "reactionEmojiId": "tada"}),
+        );
+    }
+    s.env(
+        "GroupChatMessageDeletedEvtMsg",
+        &author.id,
+        json!({"chatId": chat, "messageId": message}),
+    );
+}
+
+/// 3.0: the host shares an external video and stops it, then runs the timer until it ends.
+fn tools(s: &mut Script, host: &Person) {
+    s.env(
+        "StartExternalVideoEvtMsg",
+        &host.id,
+        json!({"externalVideoUrl": "https://www.youtube.com/watch?v=dQw4w9WgXcQ"}),
+    );
+    s.env("StopExternalVideoEvtMsg", &host.id, json!({}));
+    s.env("StartTimerRespMsg", &host.id, json!({"userId": host.id}));
+    s.env(
+        "StopTimerRespMsg",
+        &host.id,
+        json!({"userId": host.id, "accumulated": 30_000}),
+    );
+    s.env("StartTimerRespMsg", &host.id, json!({"userId": host.id}));
+    s.env("TimerEndedEvtMsg", "not-used", json!({}));
+}
+
+/// 3.0: one breakout room started and ended, as events of this meeting. Its description
+/// carries join URLs with checksums, as BigBlueButton's does: they must not reach any event.
+fn breakout(s: &mut Script) {
+    let m = s.m;
+    let room = format!("{}-{}", random_hex(40), s.clock);
+    let external = format!("{}-1", m.external);
+    let joins: serde_json::Map<String, Value> = m
+        .people
+        .iter()
+        .map(|p| {
+            let url = format!(
+                "https://bbb.example.org/bigbluebutton/api/join?meetingID={external}&fullName=x&checksum={}",
+                random_hex(40)
+            );
+            (p.id.clone(), Value::String(url))
+        })
+        .collect();
+    s.env(
+        "BreakoutRoomStartedEvtMsg",
+        "not-used",
+        json!({"parentMeetingId": m.internal, "breakout": {"name": format!("{} (Room 1)", m.name), "externalId": external,
+               "breakoutId": room, "sequence": 1, "shortName": "Room 1", "isDefaultName": true, "freeJoin": false,
+               "html5JoinUrls": joins, "captureNotes": false, "captureSlides": false}}),
+    );
+    s.env(
+        "BreakoutRoomEndedEvtMsg",
+        "not-used",
+        json!({"parentId": m.internal, "breakoutId": room}),
+    );
 }
 
 /// The record-and-playback scripts after the meeting (seconds in `current_time`).
@@ -605,7 +772,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     /// What a real server would publish: every message maps (none unknown or malformed), and
-    /// every family of events shows up, whatever the number of users.
+    /// every family of events shows up, whatever the number of users. A message may produce
+    /// nothing only when it repeats a guest decision (BigBlueButton tells each moderator).
     #[test]
     fn every_simulated_message_maps_to_its_event() {
         for (generation, users) in [Generation::V1, Generation::V2, Generation::V3]
@@ -614,6 +782,7 @@ mod tests {
         {
             let mut mapper = Mapper::default();
             let mut ids = BTreeSet::new();
+            let mut guests = 0;
             let script = script(generation, users, true, 0);
             assert!(
                 script.len() > 20,
@@ -624,12 +793,17 @@ mod tests {
                 let events = mapper
                     .map(p.message.as_bytes(), 1)
                     .unwrap_or_else(|e| panic!("{generation:?}: {e}: {}", p.message));
+                let copy = p.message.contains("\"name\":\"Guest");
                 assert!(
-                    !events.is_empty(),
+                    !events.is_empty() || copy,
                     "{generation:?}: no event for {}",
                     p.message
                 );
+                for e in &events {
+                    assert!(!e.payload(true).contains("checksum="), "{}", e.json);
+                }
                 ids.extend(events.iter().map(|e| e.id));
+                guests += events.iter().filter(|e| e.id.starts_with("guest-")).count();
             }
             for wanted in [
                 "meeting-created",
@@ -662,6 +836,30 @@ mod tests {
                     ids.contains("chat-public-message-sent")
                         && ids.contains("chat-private-message-sent")
                 );
+            }
+            if generation == Generation::V3 {
+                for wanted in [
+                    "user-role-changed",
+                    "user-away-changed",
+                    "guest-approved",
+                    "guest-denied",
+                    "chat-group-message-edited",
+                    "chat-group-message-deleted",
+                    "chat-group-message-reaction-added",
+                    "chat-group-message-reaction-removed",
+                    "meeting-presentation-uploaded",
+                    "meeting-presentation-file-available",
+                    "meeting-external-video-started",
+                    "meeting-external-video-stopped",
+                    "meeting-timer-started",
+                    "meeting-timer-stopped",
+                    "meeting-timer-ended",
+                    "meeting-breakout-started",
+                    "meeting-breakout-ended",
+                ] {
+                    assert!(ids.contains(wanted), "{generation:?} lacks {wanted}");
+                }
+                assert_eq!(guests, 2, "one event per guest decision: {ids:?}");
             }
         }
     }

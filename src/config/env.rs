@@ -67,6 +67,11 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ),
     ("MULTI_EVENT", "hooks.multiEvent", Kind::Number),
     ("QUEUE_SIZE", "hooks.queueSize", Kind::Number),
+    (
+        "INTAKE_BUFFER_BYTES",
+        "redis.intakeBufferBytes",
+        Kind::Number,
+    ),
     ("HOOKS_ORDERING", "hooks.ordering", Kind::Text),
     (
         "MAX_IN_FLIGHT_PER_HOOK",
@@ -74,8 +79,19 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
         Kind::Number,
     ),
     ("REMOVE_FAILED_HOOKS", "hooks.removeFailedHooks", Kind::Bool),
+    (
+        "INCLUDE_MEETING_METADATA",
+        "hooks.includeMeetingMetadata",
+        Kind::Bool,
+    ),
     ("HOOK_SIGNING_SECRET", "hooks.signingSecret", Kind::Text),
     ("MAX_HOOKS", "hooks.maxHooks", Kind::Number),
+    ("BBB_API_URL", "bbb.apiUrl", Kind::Text),
+    (
+        "LOOKUP_MISSED_MEETINGS",
+        "bbb.lookupMissedMeetings",
+        Kind::Bool,
+    ),
 ];
 
 /// Variables of the reference that we read but do not act on: they are reported, not failed.
@@ -188,6 +204,13 @@ mod tests {
         assert_eq!(values.len(), 1);
         assert_eq!(values[0].key, "bbb.auth2_0");
         assert_eq!(values[0].value.as_ref().unwrap(), &Value::Bool(false));
+    }
+
+    #[test]
+    fn include_meeting_metadata_is_a_boolean() {
+        let values = env(&[("INCLUDE_MEETING_METADATA", "yes")]);
+        assert_eq!(values[0].key, "hooks.includeMeetingMetadata");
+        assert_eq!(values[0].value.as_ref().unwrap(), &Value::Bool(true));
     }
 
     #[test]

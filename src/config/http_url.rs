@@ -1,4 +1,4 @@
-//! Absolute http(s) URLs in the configuration (`hooks.permanentURLs`).
+//! Absolute http(s) URLs in the configuration (`hooks.permanentURLs`, `bbb.apiUrl`).
 //!
 //! This module owns the check that a configured URL is an absolute http(s) URL and keeps both
 //! the parsed URL and the text as written. It does not decide what a URL is used for: the text as
@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An absolute `http` or `https` URL with a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,14 @@ impl fmt::Display for HttpUrl {
 impl Serialize for HttpUrl {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.written)
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -905,6 +905,12 @@ xapi:
     fn no_secret_anywhere_is_refused() {
         let err = load(&sources(&[], &[], &[PathBuf::from("/nonexistent")])).unwrap_err();
         assert!(matches!(err, ConfigError::NoSecret), "{err}");
+        // Unless the caller signs nothing; the rest is still read and checked.
+        let env = [("INCLUDE_MEETING_METADATA", "true")];
+        let loaded = load_without_secret(&sources(&[], &env, &[])).unwrap();
+        assert!(loaded.settings.hooks.include_meeting_metadata);
+        let env = [("SERVER_PORT", "http")];
+        assert!(load_without_secret(&sources(&[], &env, &[])).is_err());
     }
 
     #[test]

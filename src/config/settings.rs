@@ -40,6 +40,10 @@ pub struct BbbSettings {
     pub auth2_0: bool,
     /// Only used to cut the checksum "method" out of the request path, as the reference does.
     pub api_path: String,
+    /// bbb-web's API, asked (`getMeetings`) about meetings the service has no mapping for.
+    pub api_url: HttpUrl,
+    /// Ask bbb-web about meetings the service missed (created while it was not running).
+    pub lookup_missed_meetings: bool,
 }
 
 impl Default for BbbSettings {
@@ -49,6 +53,12 @@ impl Default for BbbSettings {
             shared_secret: None,
             auth2_0: false,
             api_path: "/bigbluebutton/api".into(),
+            // Where bbb-web listens on a BigBlueButton server (nginx proxies the public
+            // /bigbluebutton/api to it).
+            api_url: "http://127.0.0.1:8090/bigbluebutton/api"
+                .parse()
+                .expect("a valid URL"),
+            lookup_missed_meetings: true,
         }
     }
 }
@@ -62,6 +72,9 @@ pub struct RedisSettings {
     /// `redis://[:password@]host:port/db`; wins over host, port and password.
     pub url: Option<String>,
     pub inbound_channels: Vec<String>,
+    /// Most bytes of received messages waiting to be written.
+    #[serde(with = "at_least_one")]
+    pub intake_buffer_bytes: NonZeroUsize,
     pub keys: RedisKeySettings,
 }
 
@@ -83,6 +96,7 @@ impl Default for RedisSettings {
             ]
             .map(String::from)
             .to_vec(),
+            intake_buffer_bytes: NonZeroUsize::new(64 << 20).expect("not zero"),
             keys: RedisKeySettings::default(),
         }
     }
@@ -228,6 +242,9 @@ pub struct HookSettings {
     pub max_in_flight_per_hook: NonZeroUsize,
     /// Remove a non-permanent hook whose retries are exhausted (the reference does).
     pub remove_failed_hooks: bool,
+    /// Put the meeting's metadata (as `meeting-created` has it) on every event of the meeting.
+    /// Off by default, so that events stay byte for byte the reference's.
+    pub include_meeting_metadata: bool,
     /// When set, every callback carries a Standard Webhooks `webhook-signature`.
     pub signing_secret: Option<Secret>,
     /// Most hooks the API will register.
@@ -262,6 +279,7 @@ impl Default for HookSettings {
             ordering: DeliveryOrder::Meeting,
             max_in_flight_per_hook: NonZeroUsize::new(16).expect("not zero"),
             remove_failed_hooks: true,
+            include_meeting_metadata: false,
             signing_secret: None,
             max_hooks: 10000,
             max_callback_url_bytes: 2048,

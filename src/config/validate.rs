@@ -9,8 +9,8 @@ use super::{ConfigError, LoadedConfig};
 
 const LOG_LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
-/// `secret_required`: false for the tools that only talk to Redis.
-pub(super) fn validate(config: &LoadedConfig, secret_required: bool) -> Result<(), ConfigError> {
+/// `need_secret`: whether a missing shared secret is an error (it is for anything that signs).
+pub(super) fn validate(config: &LoadedConfig, need_secret: bool) -> Result<(), ConfigError> {
     let s = &config.settings;
     let fail = |key: &str, message: String| ConfigError::Invalid {
         key: key.to_string(),
@@ -18,7 +18,7 @@ pub(super) fn validate(config: &LoadedConfig, secret_required: bool) -> Result<(
         message,
     };
 
-    if secret_required
+    if need_secret
         && s.bbb
             .shared_secret
             .as_ref()

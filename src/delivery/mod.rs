@@ -240,19 +240,29 @@ async fn keep(hook: Arc<Hook>, shared: Arc<Shared>, abort: CancellationToken) {
     }
 }
 
-/// Queues whose hook no longer exists (removed while the service was down, or by another
-/// instance) are deleted at start.
+/// Queues whose hook no longer exists are deleted at start, but only with proof that the hook
+/// was destroyed (removed while the queue was being deleted, the service stopping between the
+/// two). A queue without its hook and without that proof (its hook lost with a Redis that lost
+/// its data, or destroyed by bbb-webhooks 3.x) is kept, with a warning: the events in it may
+/// still matter to someone.
 async fn remove_orphan_queues(queue: &DeliveryQueue, registry: &HookRegistry) {
     let hooks = registry.snapshot();
-    match queue.queued_hooks().await {
-        Ok(ids) => {
-            for id in ids.iter().filter(|id| hooks.get(id).is_none()) {
-                tracing::warn!(hook = %id, "deleting the queue of a hook that no longer exists");
+    let ids = match queue.queued_hooks().await {
+        Ok(ids) => ids,
+        Err(e) => return tracing::warn!(error = %e, "cannot look for orphan queues"),
+    };
+    for id in ids.iter().filter(|id| hooks.get(id).is_none()) {
+        match queue.was_destroyed(id).await {
+            Ok(true) => {
+                tracing::info!(hook = %id, "deleting the queue of a destroyed hook");
                 if let Err(e) = queue.delete(id).await {
                     tracing::warn!(hook = %id, error = %e, "cannot delete an orphan queue");
                 }
             }
+            Ok(false) => {
+                tracing::warn!(hook = %id, "a queue whose hook is unknown and not recorded as destroyed: kept (delete the key by hand if it is not needed)")
+            }
+            Err(e) => tracing::warn!(hook = %id, error = %e, "cannot check an orphan queue"),
         }
-        Err(e) => tracing::warn!(error = %e, "cannot look for orphan queues"),
     }
 }

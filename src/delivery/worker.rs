@@ -1,5 +1,7 @@
 //! One hook's worker: reads the hook's queue in order into a bounded window, sorts it into lanes
 //! ([`super::lanes`]), and keeps up to `hooks.maxInFlightPerHook` requests out, one per lane.
+//! It reads Redis only when told that something was appended (or after a failed read): an idle
+//! hook costs no Redis command, however many hooks there are.
 //!
 //! Failures are the hook's, not the lane's: after a failed attempt no new request starts until
 //! the retry schedule says so, and then only one (the probe, the oldest waiting request) until
@@ -29,8 +31,6 @@ use crate::queue::{FailedRequest, HookQueue};
 const WINDOW: usize = 1024;
 /// Entries read from Redis at a time.
 const PREFETCH: usize = 256;
-/// Even without a wake-up, look at the queue this often.
-const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(
     hook: Arc<Hook>,
@@ -111,13 +111,17 @@ impl Worker {
                 return;
             }
             if self.shared.draining.is_cancelled() {
-                // Let the requests out finish (the pool aborts them after its grace period).
-                while let Some(done) = self.in_flight.join_next().await {
+                // Let the requests out finish, until the pool's grace period is over.
+                loop {
+                    let done = tokio::select! {
+                        done = self.in_flight.join_next() => done,
+                        _ = self.abort.cancelled() => return,
+                    };
+                    let Some(done) = done else { return };
                     if let Step::Stop = self.finished(done).await {
                         return;
                     }
                 }
-                return;
             }
             if self.more && self.lanes.held() < WINDOW && !self.fill().await {
                 continue;
@@ -137,10 +141,6 @@ impl Worker {
                     Step::Next
                 }
                 _ = sleep_until(retry_at), if retry_at.is_some() => Step::Next,
-                _ = tokio::time::sleep(IDLE_RECHECK) => {
-                    self.more = true;
-                    Step::Next
-                }
                 _ = self.abort.cancelled() => Step::Next,
                 _ = self.shared.draining.cancelled() => Step::Next,
             };

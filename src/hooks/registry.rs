@@ -242,6 +242,16 @@ impl HookRegistry {
         Ok(CreateOutcome::Created(hook))
     }
 
+    /// Writes every hook held in memory to Redis again (after Redis lost its data).
+    pub async fn rewrite(&self) -> Result<usize, RegistryError> {
+        let _writer = self.writer.lock().await;
+        let current = self.snapshot();
+        for hook in current.iter() {
+            self.store.save(hook).await?;
+        }
+        Ok(current.len())
+    }
+
     /// Removes a hook unless it is permanent: from Redis first, then from memory.
     pub async fn remove(&self, id: &str) -> Result<RemoveOutcome, RegistryError> {
         let _writer = self.writer.lock().await;

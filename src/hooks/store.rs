@@ -77,7 +77,10 @@ impl HookStore {
             .await
     }
 
-    /// Removes the hook from the set and deletes its hash, atomically.
+    /// Removes the hook from the set and deletes its hash, atomically; then records that it was
+    /// destroyed, the proof that lets a later start delete a queue the hook left behind. The
+    /// record is a separate write: a Redis out of memory refuses it, but not the deletion, which
+    /// frees memory (a queue without its record is kept, never deleted on a guess).
     pub async fn delete(&self, id: &str) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::pipe()
@@ -87,7 +90,11 @@ impl HookStore {
             .del(self.keys.hook(id))
             .ignore()
             .query_async::<()>(&mut conn)
-            .await
+            .await?;
+        if let Err(e) = conn.sadd::<_, _, ()>(self.keys.destroyed(), id).await {
+            tracing::warn!(hook = %id, error = %e, "cannot record the hook's removal; its queue is deleted now, or kept");
+        }
+        Ok(())
     }
 }
 

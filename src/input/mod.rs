@@ -4,16 +4,88 @@
 //!
 //! After a disconnect it reconnects with backoff and subscribes again, counting each reconnect.
 //! A periodic PING finds connections that died without a word.
+//!
+//! The hand-over ([`intake`]) is bounded in bytes (`redis.intakeBufferBytes`): while the enqueuer
+//! cannot keep up (Redis refusing writes), messages wait there; beyond the bound they are dropped,
+//! counted (`bbb_webhooks_intake_dropped_total`) and logged, so memory stays bounded and the
+//! subscription stays alive (Redis disconnects a subscriber that stops reading).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Readiness;
+use crate::logging::RateLimit;
 use crate::metrics::Metrics;
+
+static DROPPED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
+
+/// The subscriber's end of the hand-over.
+pub struct IntakeSender {
+    tx: UnboundedSender<RawMessage>,
+    held: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+/// The enqueuer's end of the hand-over.
+pub struct IntakeReceiver {
+    rx: UnboundedReceiver<RawMessage>,
+    held: Arc<AtomicUsize>,
+}
+
+/// Why a message was not handed over.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The buffer is full: the message is dropped.
+    Full,
+    /// Nobody takes messages any more.
+    Closed,
+}
+
+/// A hand-over holding at most `max_bytes` of message payloads.
+pub fn intake(max_bytes: usize) -> (IntakeSender, IntakeReceiver) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let held = Arc::new(AtomicUsize::new(0));
+    (
+        IntakeSender {
+            tx,
+            held: held.clone(),
+            max_bytes,
+        },
+        IntakeReceiver { rx, held },
+    )
+}
+
+impl IntakeSender {
+    pub fn send(&self, raw: RawMessage) -> Result<(), Refused> {
+        let size = raw.payload.len();
+        if self.held.load(Ordering::Relaxed) + size > self.max_bytes {
+            return Err(Refused::Full);
+        }
+        self.held.fetch_add(size, Ordering::Relaxed);
+        self.tx.send(raw).map_err(|_| Refused::Closed)
+    }
+}
+
+impl IntakeReceiver {
+    /// Takes up to `limit` messages into `buf` (waiting for the first); 0 once intake is over.
+    pub async fn recv_many(&mut self, buf: &mut Vec<RawMessage>, limit: usize) -> usize {
+        let start = buf.len();
+        let n = self.rx.recv_many(buf, limit).await;
+        let bytes: usize = buf[start..].iter().map(|m| m.payload.len()).sum();
+        self.held.fetch_sub(bytes, Ordering::Relaxed);
+        n
+    }
+
+    /// Payload bytes waiting.
+    pub fn held_bytes(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
 
 /// One message as received.
 #[derive(Debug, Clone)]
@@ -34,7 +106,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub async fn run(
     client: redis::Client,
     channels: Vec<String>,
-    tx: UnboundedSender<RawMessage>,
+    tx: IntakeSender,
     readiness: Readiness,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
@@ -50,7 +122,7 @@ pub async fn run(
 async fn subscribe_and_forward(
     client: &redis::Client,
     channels: &[String],
-    tx: &UnboundedSender<RawMessage>,
+    tx: &IntakeSender,
     readiness: &Readiness,
     metrics: &Metrics,
     stop: &CancellationToken,
@@ -89,9 +161,18 @@ async fn subscribe_and_forward(
                                     payload: msg.get_payload_bytes().to_vec(),
                                     received_at: crate::time::now_ms(),
                                 };
-                                if tx.send(raw).is_err() {
-                                    tracing::error!("nothing takes the messages any more: leaving the channels");
-                                    return;
+                                match tx.send(raw) {
+                                    Ok(()) => {}
+                                    Err(Refused::Full) => {
+                                        metrics.intake_dropped.inc();
+                                        if let Some(held_back) = DROPPED_LOG.check() {
+                                            tracing::error!(buffer_bytes = tx.max_bytes, similar_held_back = held_back, "intake buffer full (Redis does not take writes?): dropping a message");
+                                        }
+                                    }
+                                    Err(Refused::Closed) => {
+                                        tracing::error!("nothing takes the messages any more: leaving the channels");
+                                        return;
+                                    }
                                 }
                             }
                             None => break,
@@ -133,4 +214,32 @@ async fn subscribe(
     let (mut sink, stream) = pubsub.split();
     sink.subscribe(channels).await?;
     Ok((sink, stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(bytes: usize) -> RawMessage {
+        RawMessage {
+            channel: "c".into(),
+            payload: vec![b'x'; bytes],
+            received_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_intake_holds_at_most_its_bound_in_bytes() {
+        let (tx, mut rx) = intake(10);
+        assert_eq!(tx.send(raw(6)), Ok(()));
+        assert_eq!(tx.send(raw(6)), Err(Refused::Full), "12 bytes > 10");
+        assert_eq!(tx.send(raw(4)), Ok(()));
+        assert_eq!(rx.held_bytes(), 10);
+        let mut got = Vec::new();
+        assert_eq!(rx.recv_many(&mut got, 10).await, 2);
+        assert_eq!(rx.held_bytes(), 0);
+        assert_eq!(tx.send(raw(10)), Ok(()), "room again once taken");
+        drop(rx);
+        assert_eq!(tx.send(raw(0)), Err(Refused::Closed));
+    }
 }

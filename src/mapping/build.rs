@@ -151,3 +151,42 @@ pub fn copy_all(target: &mut Map<String, Value>, source: &Value, fields: &[(&str
         copy(target, to, source, from);
     }
 }
+
+/// The ids of a person a message names in `id` (`""`, `not-used` and absent name nobody): the
+/// external id from the state, else `""`. For the acting user of a change (`changed-by`, …).
+pub fn person(cx: &Cx, meeting: Option<&str>, id: Option<&str>) -> Option<Map<String, Value>> {
+    let id = id.filter(|s| super::message::is_user_id(s))?;
+    Some(user_ids(cx, meeting, id, Some("")))
+}
+
+/// The start of every built event, up to its meeting object.
+const MEETING_AT: &str = r#","attributes":{"meeting":"#;
+
+/// Adds `metadata` to the meeting object of a built event (after the ids), unless that object
+/// has one already (`meeting-created`). Done on the finished JSON so that every event, however
+/// its family built it, gets it the same way; only the meeting object is read, the rest of the
+/// bytes stay as they are. Returns whether it was added.
+pub fn add_meeting_metadata(json: &mut String, metadata: &Map<String, Value>) -> bool {
+    let Some(start) = json.find(MEETING_AT).map(|at| at + MEETING_AT.len()) else {
+        return false;
+    };
+    let mut objects =
+        serde_json::Deserializer::from_str(&json[start..]).into_iter::<Map<String, Value>>();
+    let Some(Ok(meeting)) = objects.next() else {
+        return false;
+    };
+    if meeting.contains_key("metadata") {
+        return false;
+    }
+    // The byte after the meeting object is its closing brace.
+    let close = start + objects.byte_offset() - 1;
+    let mut insert = Vec::with_capacity(64);
+    if !meeting.is_empty() {
+        insert.push(b',');
+    }
+    insert.extend_from_slice(br#""metadata":"#);
+    write_json(&mut insert, metadata);
+    // Only serde_json output went in.
+    json.insert_str(close, std::str::from_utf8(&insert).unwrap_or_default());
+    true
+}

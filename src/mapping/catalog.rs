@@ -38,6 +38,14 @@ pub const EVENTS: &[EventInfo] = &[
         &["SetCurrentPresentationEvtMsg"],
     ),
     e(
+        "meeting-presentation-uploaded",
+        &["PresentationConversionCompletedEvtMsg"],
+    ),
+    e(
+        "meeting-presentation-file-available",
+        &["NewPresFileAvailableEvtMsg"],
+    ),
+    e(
         "meeting-screenshare-started",
         &["ScreenshareRtmpBroadcastStartedEvtMsg"],
     ),
@@ -45,6 +53,19 @@ pub const EVENTS: &[EventInfo] = &[
         "meeting-screenshare-stopped",
         &["ScreenshareRtmpBroadcastStoppedEvtMsg"],
     ),
+    e(
+        "meeting-external-video-started",
+        &["StartExternalVideoEvtMsg"],
+    ),
+    e(
+        "meeting-external-video-stopped",
+        &["StopExternalVideoEvtMsg"],
+    ),
+    e("meeting-timer-started", &["StartTimerRespMsg"]),
+    e("meeting-timer-stopped", &["StopTimerRespMsg"]),
+    e("meeting-timer-ended", &["TimerEndedEvtMsg"]),
+    e("meeting-breakout-started", &["BreakoutRoomStartedEvtMsg"]),
+    e("meeting-breakout-ended", &["BreakoutRoomEndedEvtMsg"]),
     e(
         "layout-changed",
         &["BroadcastLayoutEvtMsg", "broadcast_layout_message"],
@@ -103,6 +124,16 @@ pub const EVENTS: &[EventInfo] = &[
     e("user-cam-broadcast-end", &["UserBroadcastCamStoppedEvtMsg"]),
     e("user-cam-enabled", &["user_shared_webcam_message"]),
     e("user-cam-disabled", &["user_unshared_webcam_message"]),
+    e("user-role-changed", &["UserRoleChangedEvtMsg"]),
+    e("user-away-changed", &["UserAwayChangedEvtMsg"]),
+    e(
+        "guest-approved",
+        &["GuestApprovedEvtMsg", "GuestsWaitingApprovedEvtMsg"],
+    ),
+    e(
+        "guest-denied",
+        &["GuestApprovedEvtMsg", "GuestsWaitingApprovedEvtMsg"],
+    ),
     // Audio.
     e(
         "user-audio-voice-enabled",
@@ -131,6 +162,22 @@ pub const EVENTS: &[EventInfo] = &[
     e(
         "chat-group-message-sent",
         &["GroupChatMessageBroadcastEvtMsg"],
+    ),
+    e(
+        "chat-group-message-edited",
+        &["GroupChatMessageEditedEvtMsg"],
+    ),
+    e(
+        "chat-group-message-deleted",
+        &["GroupChatMessageDeletedEvtMsg"],
+    ),
+    e(
+        "chat-group-message-reaction-added",
+        &["GroupChatMessageReactionSentEvtMsg"],
+    ),
+    e(
+        "chat-group-message-reaction-removed",
+        &["GroupChatMessageReactionDeletedEvtMsg"],
     ),
     e("chat-public-message-sent", &["send_public_chat_message"]),
     e("chat-private-message-sent", &["send_private_chat_message"]),

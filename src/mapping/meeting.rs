@@ -93,8 +93,9 @@ fn created(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
         .get("external-meeting-id")
         .and_then(Value::as_str)
         .map(String::from);
+    let metadata = meeting.get("metadata").and_then(Value::as_object).cloned();
     cx.state
-        .meeting_created(&internal, external.as_deref(), cx.received_at);
+        .meeting_created(&internal, external.as_deref(), metadata, cx.received_at);
     let event = EventBuilder::new(
         "meeting-created",
         ts(msg, cx),

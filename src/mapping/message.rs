@@ -101,6 +101,24 @@ impl<'a> Message<'a> {
             .find(|s| is_user_id(s))
     }
 
+    /// The internal meeting id, required: a message that cannot name its meeting is the one kind
+    /// of message too broken to deliver.
+    pub fn require_meeting(&self) -> Result<&'a str, MapError> {
+        self.meeting_id()
+            .ok_or(MapError::MissingField("core.header.meetingId"))
+    }
+
+    /// A body field naming a user, when it does (not empty, not `not-used`).
+    pub fn user_field(&self, name: &str) -> Option<&'a str> {
+        self.str_field(name).filter(|s| is_user_id(s))
+    }
+
+    /// The user a message is about: the body's `field` first (the header may name whoever acted
+    /// instead), then the header's user.
+    pub fn subject(&self, field: &str) -> Option<&'a str> {
+        self.user_field(field).or_else(|| self.user_id())
+    }
+
     /// The message's own time in ms: `envelope.timestamp`, or `header.current_time` (seconds for
     /// record-and-playback, `seconds` = true). `None` when it has none.
     pub fn own_time(&self, seconds: bool) -> Option<u64> {

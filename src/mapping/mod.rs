@@ -2,8 +2,10 @@
 //! more webhook events. Pure: no I/O, no clock (the time of receipt is passed in).
 //!
 //! Each event family has its own module with a table of the message names it handles:
-//! [`meeting`], [`user`], [`audio`], [`chat`], [`poll`], [`content`] (pads, transcripts) and
-//! [`rap`] (recordings) for BigBlueButton 2.x–3.x and record-and-playback; [`v1`] for the
+//! [`meeting`], [`user`], [`guest`] (approvals), [`audio`], [`chat`], [`poll`], [`content`]
+//! (pads, transcripts), [`presentation`] (uploads, files), [`tools`] (external video, timer),
+//! [`breakout`] (rooms) and [`rap`] (recordings) for BigBlueButton 2.x–3.x and
+//! record-and-playback; [`v1`] for the
 //! founding document's ten 1.x events and [`v1_candidates`] for its fifteen "future candidates".
 //! [`catalog`] lists every event id with the messages that produce it.
 //!
@@ -12,14 +14,18 @@
 //! before the event that caused them, in join order.
 
 mod audio;
+mod breakout;
 mod build;
 pub mod catalog;
 mod chat;
 mod content;
+mod guest;
 mod meeting;
 pub mod message;
 mod poll;
+mod presentation;
 mod rap;
+mod tools;
 mod user;
 mod v1;
 mod v1_candidates;
@@ -81,10 +87,14 @@ static HANDLERS: LazyLock<(HandlerIndex, HandlerIndex)> = LazyLock::new(|| {
     let envelope = [
         meeting::HANDLERS,
         user::HANDLERS,
+        guest::HANDLERS,
         audio::HANDLERS,
         chat::HANDLERS,
         poll::HANDLERS,
         content::HANDLERS,
+        presentation::HANDLERS,
+        tools::HANDLERS,
+        breakout::HANDLERS,
         rap::SYSTEM_HANDLERS,
     ];
     let header_payload = [rap::STEP_HANDLERS, v1::HANDLERS, v1_candidates::HANDLERS];
@@ -98,22 +108,38 @@ static HANDLERS: LazyLock<(HandlerIndex, HandlerIndex)> = LazyLock::new(|| {
 #[derive(Default)]
 pub struct Mapper {
     pub state: State,
+    /// `hooks.includeMeetingMetadata`: every event of a meeting whose metadata is known carries
+    /// it in `attributes.meeting.metadata`. Off by default: the reference's bytes.
+    meeting_metadata: bool,
 }
 
 impl Mapper {
     pub fn new(state: State) -> Self {
-        Mapper { state }
+        Mapper {
+            state,
+            meeting_metadata: false,
+        }
+    }
+
+    /// Puts the meeting's metadata on every event (`hooks.includeMeetingMetadata`).
+    pub fn with_meeting_metadata(mut self, on: bool) -> Self {
+        self.meeting_metadata = on;
+        self
     }
 
     /// Maps one raw message received at `received_at` (ms).
     pub fn map(&mut self, raw: &[u8], received_at: u64) -> Result<Vec<Event>, MapError> {
-        if raw.len() > MAX_MESSAGE_BYTES {
-            return Err(MapError::TooLarge);
-        }
-        let text = std::str::from_utf8(raw).map_err(|_| MapError::Malformed("not UTF-8".into()))?;
-        let root: Value =
-            serde_json::from_str(text).map_err(|e| MapError::Malformed(e.to_string()))?;
-        let msg = Message::classify(&root, text)?;
+        self.map_parsed(&Parsed::new(raw)?, received_at)
+    }
+
+    /// Maps a message already parsed (the processing stage looks at its meeting first).
+    pub fn map_parsed(
+        &mut self,
+        parsed: &Parsed,
+        received_at: u64,
+    ) -> Result<Vec<Event>, MapError> {
+        let (root, text) = (&parsed.root, parsed.text);
+        let msg = Message::classify(root, text)?;
         let mut cx = Cx {
             state: &mut self.state,
             received_at,
@@ -125,7 +151,13 @@ impl Mapper {
             Shape::Mapped => return passthrough(&msg, &mut cx),
         };
         let handler = handler.ok_or_else(|| MapError::Unknown(msg.name.to_string()))?;
-        let events = handler(&msg, &mut cx)?;
+        // Taken before the handler runs: the end of a meeting forgets it, yet its last events
+        // (the spoofed user-left, meeting-ended) are still the meeting's.
+        let metadata_before = match (self.meeting_metadata, msg.meeting_id()) {
+            (true, Some(m)) => cx.state.meeting_metadata(m).cloned(),
+            _ => None,
+        };
+        let mut events = handler(&msg, &mut cx)?;
         for e in &events {
             if e.id != "meeting-ended"
                 && let Some(m) = &e.internal_meeting_id
@@ -133,7 +165,68 @@ impl Mapper {
                 cx.state.touch(m, received_at);
             }
         }
+        if self.meeting_metadata {
+            for e in &mut events {
+                let Some(m) = e.internal_meeting_id.as_deref() else {
+                    continue;
+                };
+                let metadata = self.state.meeting_metadata(m).or(metadata_before
+                    .as_ref()
+                    .filter(|_| msg.meeting_id() == Some(m)));
+                if let Some(metadata) = metadata {
+                    build::add_meeting_metadata(&mut e.json, metadata);
+                }
+            }
+        }
         Ok(events)
+    }
+}
+
+/// A raw message read as JSON, not mapped yet. What comes before mapping may ask it which
+/// meeting it names ([`Parsed::meeting_to_look_up`]) and learn about that meeting first.
+pub struct Parsed<'a> {
+    text: &'a str,
+    root: Value,
+}
+
+/// Messages that name a meeting the state need not know beforehand: those that create one, and
+/// bbb-web's recording messages, which name meetings long gone.
+const NO_LOOKUP: &[&str] = &[
+    "MeetingCreatedEvtMsg",
+    "PublishedRecordingSysMsg",
+    "UnpublishedRecordingSysMsg",
+    "DeletedRecordingSysMsg",
+];
+
+impl<'a> Parsed<'a> {
+    /// Reads the bytes as JSON: too large, not UTF-8 or not JSON are the errors of [`Mapper::map`].
+    pub fn new(raw: &'a [u8]) -> Result<Self, MapError> {
+        if raw.len() > MAX_MESSAGE_BYTES {
+            return Err(MapError::TooLarge);
+        }
+        let text = std::str::from_utf8(raw).map_err(|_| MapError::Malformed("not UTF-8".into()))?;
+        let root: Value =
+            serde_json::from_str(text).map_err(|e| MapError::Malformed(e.to_string()))?;
+        Ok(Parsed { text, root })
+    }
+
+    /// The internal meeting id of a 2.x–3.x message that produces events about a meeting that
+    /// should already be known (not its creation, not a recording's afterlife): the meeting to
+    /// ask BigBlueButton about when the state does not know it.
+    pub fn meeting_to_look_up(&self) -> Option<&str> {
+        let msg = Message::classify(&self.root, self.text).ok()?;
+        let wanted = msg.shape == Shape::Envelope
+            && HANDLERS.0.contains_key(msg.name)
+            && !NO_LOOKUP.contains(&msg.name);
+        if wanted { msg.meeting_id() } else { None }
+    }
+
+    /// The internal id of the meeting this message creates, if it creates one.
+    pub fn creates_meeting(&self) -> Option<&str> {
+        let msg = Message::classify(&self.root, self.text).ok()?;
+        matches!(msg.name, "MeetingCreatedEvtMsg" | "meeting_created_message")
+            .then(|| msg.meeting_id())
+            .flatten()
     }
 }
 

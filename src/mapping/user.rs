@@ -1,9 +1,10 @@
 //! User events of BigBlueButton 2.x–3.x: joins, leaves, presenter, emoji and raised hands,
-//! cameras, ejections.
+//! cameras, ejections, role and away changes. Guests waiting for approval are in
+//! [`super::guest`].
 
 use serde_json::{Map, Value};
 
-use super::build::{EventBuilder, copy, copy_all, user_ids};
+use super::build::{EventBuilder, copy, copy_all, person, user_ids};
 use super::message::{Message, as_bool, is_user_id};
 use super::{Cx, Handler, MapError};
 use crate::event::{Event, Raw};
@@ -20,6 +21,8 @@ pub const HANDLERS: &[(&str, Handler)] = &[
     ("UserBroadcastCamStartedEvtMsg", plain),
     ("UserBroadcastCamStoppedEvtMsg", plain),
     ("UserEjectedFromMeetingEvtMsg", ejected),
+    ("UserRoleChangedEvtMsg", role_changed),
+    ("UserAwayChangedEvtMsg", away_changed),
 ];
 
 /// (message, event, (attribute, body field) pairs).
@@ -255,4 +258,45 @@ fn kicked_event(msg: &Message, cx: &Cx, meeting: &str, user_id: &str) -> Event {
         builder = builder.attr_opt(attr, msg.str_field(field).filter(|s| !s.is_empty()));
     }
     builder.build(Raw::Input(cx.raw.clone()))
+}
+
+/// `user-role-changed` (BigBlueButton 2.x–3.x): the user (`core.body.userId`; the header names
+/// whoever changed it in some versions, so it comes second), the new role, who changed it. The
+/// stored user record takes the new role, so later events and a spoofed `user-left` agree.
+fn role_changed(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
+    let meeting = msg.require_meeting()?;
+    let user_id = msg.subject("userId");
+    let role = msg.field("role");
+    if let (Some(u), Some(r)) = (user_id, role) {
+        cx.state.set_user_field(meeting, u, "role", r.clone());
+    }
+    let user = user_id.map(|u| {
+        let mut user = user_ids(cx, Some(meeting), u, Some(""));
+        if let Some(r) = role {
+            user.insert("role".into(), r.clone());
+        }
+        user
+    });
+    let by = person(cx, Some(meeting), msg.user_field("changedBy"));
+    let event = EventBuilder::for_message("user-role-changed", msg, cx, ts(msg, cx))
+        .attr_opt("user", user)
+        .attr_opt("changed-by", by)
+        .with_input(cx);
+    Ok(vec![event])
+}
+
+/// `user-away-changed` (BigBlueButton 2.7+): the user and whether they are away now.
+fn away_changed(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
+    let meeting = msg.require_meeting()?;
+    let user = msg.subject("userId").map(|u| {
+        let mut user = user_ids(cx, Some(meeting), u, Some(""));
+        if let Some(away) = msg.field("away").and_then(as_bool) {
+            user.insert("away".into(), away.into());
+        }
+        user
+    });
+    let event = EventBuilder::for_message("user-away-changed", msg, cx, ts(msg, cx))
+        .attr_opt("user", user)
+        .with_input(cx);
+    Ok(vec![event])
 }

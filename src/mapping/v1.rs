@@ -2,6 +2,8 @@
 //! attribute names. Values come from the message; external ids from the message, else from the
 //! mappings.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::build::{EventBuilder, copy, copy_all, user_ids};
@@ -98,9 +100,21 @@ fn user_object(
     Ok((user_id.to_string(), user))
 }
 
-fn payload_user<'a>(msg: &Message<'a>) -> Result<&'a Value, MapError> {
-    msg.field("user")
-        .ok_or(MapError::MissingField("payload.user"))
+/// `payload.user` as an object. Publishers differ here (old releases and hand-written
+/// integrations): a `user` that is a plain string is the user's id, and a `user` that is missing
+/// or not an object gives way to `payload.userid`. Only a message that names no user at all is
+/// refused.
+pub(super) fn payload_user<'a>(msg: &Message<'a>) -> Result<Cow<'a, Value>, MapError> {
+    let named = |id: &str| Cow::Owned(serde_json::json!({ "userid": id }));
+    match msg.field("user") {
+        Some(u @ Value::Object(_)) => Ok(Cow::Borrowed(u)),
+        Some(Value::String(id)) if !id.is_empty() => Ok(named(id)),
+        _ => msg
+            .str_field("userid")
+            .filter(|s| !s.is_empty())
+            .map(named)
+            .ok_or(MapError::MissingField("payload.user")),
+    }
 }
 
 fn meeting_created(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
@@ -130,9 +144,11 @@ fn meeting_created(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
         .field("metadata")
         .cloned()
         .unwrap_or_else(|| Value::Object(Map::new()));
+    let stored = metadata.as_object().cloned();
     m.insert("metadata".into(), metadata);
     let external = msg.str_field("external_meeting_id");
-    cx.state.meeting_created(internal, external, cx.received_at);
+    cx.state
+        .meeting_created(internal, external, stored, cx.received_at);
     let event = EventBuilder::new("meeting-created", ts(msg, cx), Some(internal), external)
         .meeting_object(m)
         .with_input(cx);
@@ -146,7 +162,7 @@ fn meeting_destroyed(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError>
 
 fn user_joined(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     let meeting = meeting(msg)?;
-    let (user_id, user) = user_object(cx, meeting, payload_user(msg)?)?;
+    let (user_id, user) = user_object(cx, meeting, &*payload_user(msg)?)?;
     let external = user
         .get("external-user-id")
         .and_then(Value::as_str)
@@ -168,7 +184,7 @@ fn user_joined(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
 
 fn user_left(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     let meeting = meeting(msg)?;
-    let (user_id, user) = user_object(cx, meeting, payload_user(msg)?)?;
+    let (user_id, user) = user_object(cx, meeting, &*payload_user(msg)?)?;
     let event = EventBuilder::for_message("user-left", msg, cx, ts(msg, cx))
         .attr("user", user)
         .with_input(cx);

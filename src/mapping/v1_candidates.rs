@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::build::{EventBuilder, copy, copy_all};
 use super::message::{Message, as_bool};
 use super::user::ts;
-use super::v1::{ids, meeting};
+use super::v1::{ids, meeting, payload_user};
 use super::{Cx, Handler, MapError};
 use crate::event::Event;
 
@@ -219,9 +219,7 @@ fn voice_state(msg: &Message, cx: &mut Cx) -> Result<Vec<Event>, MapError> {
     } else {
         ("user-audio-talking", "talking")
     };
-    let u = msg
-        .field("user")
-        .ok_or(MapError::MissingField("payload.user"))?;
+    let u = payload_user(msg)?;
     let user_id = u
         .get("userid")
         .and_then(Value::as_str)

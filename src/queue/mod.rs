@@ -13,9 +13,10 @@
 //!
 //! Algorithm, and why it is at-least-once:
 //! 1. The enqueuer adds every delivery to its hook's stream ([`DeliveryQueue::append`]:
-//!    `XADD … MAXLEN = queueSize * l <lane> e <event id> p <payload>`) in one MULTI with the
-//!    state changes of the same messages, and only after Redis took them tells the queue
-//!    ([`DeliveryQueue::appended`]), which counts depth and drops and wakes the hook's reader.
+//!    `XADD … MAXLEN = queueSize * l <lane> e <event id> p <payload>`, between two `XLEN`s) in
+//!    one MULTI with the state changes of the same messages, and only after Redis took them
+//!    tells the queue ([`DeliveryQueue::appended`]), which sets the depth, counts exactly what a
+//!    full stream dropped (length before + added − length after) and wakes the hook's reader.
 //!    Nothing is sent before it is in Redis.
 //! 2. A reader ([`HookQueue`]) reads its stream in order (`XRANGE` after the last id it read),
 //!    keeps a bounded window of entries in memory, and sends them lane by lane. After a success
@@ -26,7 +27,7 @@
 //!    from the start. A crash between the receiver's answer and that `XDEL` re-sends those
 //!    entries after a restart: a duplicate (with the same `webhook-id`), never a gap.
 //! 3. A full stream drops its oldest entry as the new one goes in; [`DeliveryQueue::appended`]
-//!    counts it and warns.
+//!    counts it and warns. (An entry a reader already holds in its window is still delivered.)
 //! 4. A hook's retry state is a small hash (`<ownPrefix>:attempt:<hookId>`), written only when an
 //!    attempt fails: `failures` (consecutive failed attempts of the hook) and, per failed
 //!    request, `head:<first entry id>` = `<entries>,<first attempt ms>`, so a retry after a
@@ -106,6 +107,30 @@ struct HookState {
     depth: AtomicI64,
     /// Woken when entries were appended.
     wake: Notify,
+}
+
+/// One delivery to append.
+#[derive(Debug, Clone, Copy)]
+pub struct Append<'a> {
+    pub lane: &'a str,
+    pub event: &'a str,
+    pub payload: &'a str,
+}
+
+/// A batch's appends, grouped by hook (each hook's in order).
+#[derive(Debug, Default)]
+pub struct Appends<'a> {
+    by_hook: indexmap::IndexMap<&'a str, Vec<Append<'a>>>,
+}
+
+impl<'a> Appends<'a> {
+    pub fn push(&mut self, hook: &'a str, append: Append<'a>) {
+        self.by_hook.entry(hook).or_default().push(append);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hook.is_empty()
+    }
 }
 
 /// An acknowledgement: these entries of `hook`'s queue are done.
@@ -196,41 +221,44 @@ impl DeliveryQueue {
         self.gate.read().await
     }
 
-    /// Adds the append of one delivery to `pipe`. Once Redis has taken `pipe`, report the
-    /// appends with [`DeliveryQueue::appended`].
-    pub fn append(
-        &self,
-        pipe: &mut Pipeline,
-        hook_id: &str,
-        lane: &str,
-        event_id: &str,
-        payload: &str,
-    ) {
-        pipe.cmd("XADD")
-            .arg(self.keys.queue(hook_id))
-            .arg("MAXLEN")
-            .arg("=")
-            .arg(self.max_len)
-            .arg("*")
-            .arg("l")
-            .arg(lane)
-            .arg("e")
-            .arg(event_id)
-            .arg("p")
-            .arg(payload)
-            .ignore();
+    /// Adds a batch's appends to `pipe`, hook by hook: `XLEN`, the `XADD`s, `XLEN` again, so
+    /// that the replies tell exactly how many entries a full stream dropped. Every other command
+    /// of `pipe` must be ignored; once Redis took it, pass its replies to
+    /// [`DeliveryQueue::appended`].
+    pub fn append(&self, pipe: &mut Pipeline, appends: &Appends<'_>) {
+        for (hook, items) in &appends.by_hook {
+            let key = self.keys.queue(hook);
+            pipe.cmd("XLEN").arg(&key);
+            for item in items {
+                pipe.cmd("XADD")
+                    .arg(&key)
+                    .arg("MAXLEN")
+                    .arg("=")
+                    .arg(self.max_len)
+                    .arg("*")
+                    .arg("l")
+                    .arg(item.lane)
+                    .arg("e")
+                    .arg(item.event)
+                    .arg("p")
+                    .arg(item.payload)
+                    .ignore();
+            }
+            pipe.cmd("XLEN").arg(&key);
+        }
     }
 
-    /// Accounts for appends Redis has taken (hook id → entries added): depth, what a full
-    /// queue dropped, and a wake-up for each hook's reader.
-    pub fn appended<'a>(&self, added: impl IntoIterator<Item = (&'a str, i64)>) {
+    /// Accounts for appends Redis has taken, from the stream lengths before and after each
+    /// hook's appends (the replies of [`DeliveryQueue::append`]'s pipe, in order): depth, what a
+    /// full queue dropped, and a wake-up for each hook's reader.
+    pub fn appended(&self, appends: &Appends<'_>, lengths: &[u64]) {
         let max = self.max_len as i64;
-        for (hook, added) in added {
+        for ((hook, items), pair) in appends.by_hook.iter().zip(lengths.chunks(2)) {
+            let [before, after] = pair else { continue };
+            let (before, after) = (*before as i64, *after as i64);
+            let dropped = before + items.len() as i64 - after;
             let state = self.state(hook);
-            let depth = state.depth.fetch_add(added, Ordering::Relaxed) + added;
-            if depth > max {
-                let dropped = depth - max;
-                state.depth.fetch_sub(dropped, Ordering::Relaxed);
+            if dropped > 0 {
                 self.metrics
                     .queue_dropped
                     .with_label_values(&[hook])
@@ -240,10 +268,8 @@ impl DeliveryQueue {
                     tracing::warn!(hook = %hook, dropped, queue_size = max, similar_held_back = held_back, "queue full: dropped the oldest events");
                 }
             }
-            self.metrics
-                .queue_depth
-                .with_label_values(&[hook])
-                .set(depth.min(max));
+            // Acknowledgements may run between the two lengths: the stream's own count wins.
+            self.set_depth(hook, &state, after);
             state.wake.notify_one();
         }
     }
@@ -262,7 +288,12 @@ impl DeliveryQueue {
     pub async fn delete(&self, hook_id: &str) -> redis::RedisResult<()> {
         let _exclusive = self.gate.write().await;
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(&[self.keys.queue(hook_id), self.keys.attempt(hook_id)])
+        redis::pipe()
+            .del(&[self.keys.queue(hook_id), self.keys.attempt(hook_id)])
+            .ignore()
+            .srem(self.keys.destroyed(), hook_id)
+            .ignore()
+            .query_async::<()>(&mut conn)
             .await?;
         self.hooks
             .write()
@@ -270,6 +301,12 @@ impl DeliveryQueue {
             .remove(hook_id);
         let _ = self.metrics.queue_depth.remove_label_values(&[hook_id]);
         Ok(())
+    }
+
+    /// Whether the hook is recorded as destroyed: the proof that its queue may go.
+    pub async fn was_destroyed(&self, hook_id: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        conn.sismember(self.keys.destroyed(), hook_id).await
     }
 
     /// Hook ids that have a queue in Redis.

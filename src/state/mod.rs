@@ -5,6 +5,11 @@
 //! Every change is also recorded in a journal that the enqueuer writes to Redis ([`store`]) in
 //! the same round trip as the deliveries it caused; meeting activity is kept in memory and
 //! flushed now and then, not on every event. This module does no I/O itself except in `store`.
+//!
+//! Besides the mappings, a meeting holds a little short-lived memory that is never persisted:
+//! the guest decisions it has just reported (BigBlueButton repeats each one to every
+//! moderator), the breakout rooms it started and the external video it is playing, so that the
+//! events that end them can name them.
 
 pub mod store;
 
@@ -50,10 +55,19 @@ pub struct Meeting {
     /// meeting only holds users then).
     pub mapping_id: Option<String>,
     pub external_id: Option<String>,
+    /// The meeting's `metadata` as `meeting-created` carried it; persisted with the mapping (a
+    /// field of ours that bbb-webhooks 3.x ignores) so that it survives a restart.
+    pub metadata: Option<Map<String, Value>>,
     pub last_activity: u64,
     /// `last_activity` as last written to Redis.
     pub stored_activity: u64,
     pub users: IndexMap<String, User>,
+    /// Not persisted: guest decisions reported lately, to report each one once.
+    guest_decisions: Vec<GuestDecision>,
+    /// Not persisted: breakout rooms started, by internal id, with what their end should say.
+    breakouts: IndexMap<String, Map<String, Value>>,
+    /// Not persisted: the URL of the external video playing.
+    external_video: Option<String>,
 }
 
 impl Meeting {
@@ -61,12 +75,46 @@ impl Meeting {
         Meeting {
             mapping_id: None,
             external_id: None,
+            metadata: None,
             last_activity: now,
             stored_activity: now,
             users: IndexMap::new(),
+            guest_decisions: Vec::new(),
+            breakouts: IndexMap::new(),
+            external_video: None,
+        }
+    }
+
+    /// A mapped meeting as read back from Redis.
+    pub(crate) fn restored(
+        mapping_id: String,
+        external_id: String,
+        metadata: Option<Map<String, Value>>,
+        last_activity: u64,
+    ) -> Self {
+        Meeting {
+            mapping_id: Some(mapping_id),
+            external_id: Some(external_id),
+            metadata,
+            stored_activity: last_activity,
+            ..Meeting::new(last_activity)
         }
     }
 }
+
+/// A guest decision already reported: (guest, allowed) at the message time `at`.
+#[derive(Debug, Clone)]
+struct GuestDecision {
+    guest: String,
+    allowed: bool,
+    at: u64,
+}
+
+/// How long a guest decision is remembered. BigBlueButton sends one decision as one message to
+/// the guest plus one per moderator, all built in the same instant (their `envelope.timestamp`s
+/// are milliseconds apart); a minute covers them with room for clocks, yet forgets soon enough
+/// that a later, deliberate repeat of the same decision is reported again.
+pub const GUEST_DECISION_WINDOW_MS: u64 = 60_000;
 
 /// A change the store must write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,12 +166,24 @@ impl State {
         (mapped, users)
     }
 
-    pub fn meeting_created(&mut self, internal_id: &str, external_id: Option<&str>, now: u64) {
+    /// The metadata of a mapped meeting, when known.
+    pub fn meeting_metadata(&self, internal_id: &str) -> Option<&Map<String, Value>> {
+        self.meetings.get(internal_id)?.metadata.as_ref()
+    }
+
+    pub fn meeting_created(
+        &mut self,
+        internal_id: &str,
+        external_id: Option<&str>,
+        metadata: Option<Map<String, Value>>,
+        now: u64,
+    ) {
         let meeting = self
             .meetings
             .entry(internal_id.to_string())
             .or_insert_with(|| Meeting::new(now));
         meeting.external_id = external_id.map(String::from);
+        meeting.metadata = metadata;
         meeting.mapping_id.get_or_insert_with(new_mapping_id);
         meeting.last_activity = now;
         meeting.stored_activity = now;
@@ -136,6 +196,66 @@ impl State {
         if let Some(m) = self.meetings.get_mut(internal_id) {
             m.last_activity = m.last_activity.max(now);
         }
+    }
+
+    /// The meeting's in-memory record, created when the service had none (like a join does).
+    fn meeting_entry(&mut self, internal_id: &str, now: u64) -> &mut Meeting {
+        self.meetings
+            .entry(internal_id.to_string())
+            .or_insert_with(|| Meeting::new(now))
+    }
+
+    /// Notes a guest decision made at `at` (the message's time); false when the same decision
+    /// about the same guest was already noted within [`GUEST_DECISION_WINDOW_MS`] (a copy).
+    pub fn guest_decided(&mut self, meeting: &str, guest: &str, allowed: bool, at: u64) -> bool {
+        let m = self.meeting_entry(meeting, at);
+        // Forget what is out of the window on either side: messages may arrive out of order.
+        m.guest_decisions
+            .retain(|d| d.at.abs_diff(at) <= GUEST_DECISION_WINDOW_MS);
+        if m.guest_decisions
+            .iter()
+            .any(|d| d.guest == guest && d.allowed == allowed)
+        {
+            return false;
+        }
+        m.guest_decisions.push(GuestDecision {
+            guest: guest.to_string(),
+            allowed,
+            at,
+        });
+        true
+    }
+
+    /// Remembers a started breakout room (what its end should say), under its parent meeting.
+    pub fn breakout_started(
+        &mut self,
+        parent: &str,
+        breakout: &str,
+        info: Map<String, Value>,
+        now: u64,
+    ) {
+        self.meeting_entry(parent, now)
+            .breakouts
+            .insert(breakout.to_string(), info);
+    }
+
+    /// Forgets an ended breakout room; returns what was remembered of it.
+    pub fn breakout_ended(&mut self, parent: &str, breakout: &str) -> Option<Map<String, Value>> {
+        self.meetings
+            .get_mut(parent)?
+            .breakouts
+            .shift_remove(breakout)
+    }
+
+    /// Remembers the external video a meeting plays (`None`: it stopped); returns the previous.
+    pub fn set_external_video(
+        &mut self,
+        meeting: &str,
+        url: Option<String>,
+        now: u64,
+    ) -> Option<String> {
+        let m = self.meeting_entry(meeting, now);
+        std::mem::replace(&mut m.external_video, url)
     }
 
     pub fn user(&self, meeting: &str, user_id: &str) -> Option<&User> {
@@ -156,10 +276,7 @@ impl State {
         record: Map<String, Value>,
         now: u64,
     ) {
-        let m = self
-            .meetings
-            .entry(meeting.to_string())
-            .or_insert_with(|| Meeting::new(now));
+        let m = self.meeting_entry(meeting, now);
         let mapping_id = m
             .users
             .get(user_id)
@@ -286,6 +403,22 @@ impl State {
         out
     }
 
+    /// Changes that write every mapping held in memory: what to replay into a Redis that lost
+    /// its data.
+    pub fn everything(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        for (internal, m) in &self.meetings {
+            out.push(Change::MeetingSaved(internal.clone()));
+            for user in m.users.keys() {
+                out.push(Change::UserSaved {
+                    meeting: internal.clone(),
+                    user: user.clone(),
+                });
+            }
+        }
+        out
+    }
+
     /// The changes since the last call, oldest first.
     pub fn take_journal(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.journal)
@@ -297,11 +430,7 @@ impl State {
     }
 
     pub(crate) fn restore_user(&mut self, meeting: &str, user_id: String, user: User, now: u64) {
-        self.meetings
-            .entry(meeting.to_string())
-            .or_insert_with(|| Meeting::new(now))
-            .users
-            .insert(user_id, user);
+        self.meeting_entry(meeting, now).users.insert(user_id, user);
     }
 
     pub(crate) fn sort_users_by_join_time(&mut self) {
@@ -322,7 +451,7 @@ mod tests {
     #[test]
     fn users_leave_in_join_order_when_the_meeting_ends() {
         let mut s = State::new();
-        s.meeting_created("m", Some("ext"), 1);
+        s.meeting_created("m", Some("ext"), None, 1);
         for u in ["a", "b", "c"] {
             s.user_joined("m", u, &format!("x{u}"), Flavor::V2, Map::new(), 2);
         }
@@ -347,8 +476,8 @@ mod tests {
     #[test]
     fn inactive_meetings_expire_and_activity_is_stored_in_steps() {
         let mut s = State::new();
-        s.meeting_created("old", Some("o"), 1_000);
-        s.meeting_created("new", Some("n"), 1_000);
+        s.meeting_created("old", Some("o"), None, 1_000);
+        s.meeting_created("new", Some("n"), None, 1_000);
         s.take_journal();
         s.touch("new", 50_000);
         assert_eq!(s.activity_to_store(60_000), vec![]);
@@ -360,5 +489,23 @@ mod tests {
         );
         assert!(s.meeting("old").is_none() && s.meeting("new").is_some());
         assert!(matches!(s.take_journal()[0], Change::MeetingRemoved { .. }));
+    }
+
+    #[test]
+    fn a_guest_decision_counts_once_within_the_window() {
+        let mut s = State::new();
+        assert!(s.guest_decided("m", "g", true, 1_000));
+        // The copies sent to each moderator, milliseconds later.
+        assert!(!s.guest_decided("m", "g", true, 1_003));
+        assert!(!s.guest_decided("m", "g", true, 1_001));
+        // Another guest, another decision, another meeting: each its own.
+        assert!(s.guest_decided("m", "h", true, 1_004));
+        assert!(s.guest_decided("m", "g", false, 1_005));
+        assert!(s.guest_decided("other", "g", true, 1_005));
+        // Long after, the same decision again is news.
+        assert!(s.guest_decided("m", "g", true, 1_000 + GUEST_DECISION_WINDOW_MS + 10));
+        // The memory goes with the meeting.
+        s.meeting_ended("m");
+        assert!(s.guest_decided("m", "h", true, 1_004));
     }
 }

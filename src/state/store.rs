@@ -2,7 +2,8 @@
 //! bbb-webhooks 3.x) keeps them.
 //!
 //! * meeting: SET `mappings` of uuids; HASH `mapping:<uuid>` with `id`, `internalMeetingID`,
-//!   `externalMeetingID`, `lastActivity`.
+//!   `externalMeetingID`, `lastActivity`, plus `meetingMetadata` (ours, ignored by 3.x: the
+//!   meeting's metadata as a JSON object, for `hooks.includeMeetingMetadata`).
 //! * user: SET `userMaps`; HASH `userMap:<uuid>` with `id`, `internalUserID`, `externalUserID`,
 //!   `meetingId`, `user` (the event's user object as JSON), plus `joinedAt` (ours: join order).
 //!
@@ -16,6 +17,9 @@ use serde_json::{Map, Value};
 
 use super::{Change, Flavor, Meeting, State, User};
 use crate::keys::Keys;
+
+/// Our field of a meeting's mapping hash that holds the meeting's metadata (JSON).
+pub const METADATA_FIELD: &str = "meetingMetadata";
 
 /// Keys of the stored user object that hold booleans.
 const BOOLEAN_KEYS: [&str; 9] = [
@@ -62,15 +66,14 @@ impl StateStore {
                 .get("lastActivity")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(now);
+            // Mappings written by bbb-webhooks 3.x (or before this field) have no metadata: the
+            // events then go without it, as they would for an unknown meeting.
+            let metadata = h
+                .get(METADATA_FIELD)
+                .and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok());
             state.restore_meeting(
                 internal.clone(),
-                Meeting {
-                    mapping_id: Some(mapping_id),
-                    external_id: Some(external.clone()),
-                    last_activity: last,
-                    stored_activity: last,
-                    users: Default::default(),
-                },
+                Meeting::restored(mapping_id, external.clone(), metadata, last),
             );
         }
 
@@ -166,6 +169,14 @@ impl StateStore {
                         fields.push(("externalMeetingID", ext.clone()));
                     }
                     fields.push(("lastActivity", m.last_activity.to_string()));
+                    match &m.metadata {
+                        Some(metadata) => fields
+                            .push((METADATA_FIELD, Value::Object(metadata.clone()).to_string())),
+                        // A meeting created again without metadata keeps none from before.
+                        None => {
+                            pipe.hdel(&key, METADATA_FIELD).ignore();
+                        }
+                    }
                     pipe.hset_multiple(&key, &fields).ignore();
                     pipe.sadd(self.keys.meetings(), mapping).ignore();
                 }

@@ -502,7 +502,8 @@ async fn redis_down_gives_error_answers_and_no_half_hooks() {
     let (status, _) = app.get("/health").await;
     assert_eq!(status, 200, "the service keeps running");
 
-    // Redis back (empty: no persistence): creates work again and are stored.
+    // Redis back, empty (no persistence): the service notices, writes the hooks it holds in
+    // memory again, and creates work again.
     redis.restart();
     let ok = eventually(WAIT, || async {
         let (_, body) = app.api("create", "callbackURL=http%3A%2F%2Fh%2Fnew").await;
@@ -510,9 +511,18 @@ async fn redis_down_gives_error_answers_and_no_half_hooks() {
     })
     .await;
     assert!(ok, "create works once Redis is back");
-    let mut conn = env.redis().await;
-    let n: usize = conn.scard(env.hooks_set()).await.unwrap();
-    assert_eq!(n, 1, "only the new hook is in the fresh Redis");
+    let restored = eventually(WAIT, || async {
+        let mut conn = env.redis().await;
+        let ids: Vec<String> = conn.smembers(env.hooks_set()).await.unwrap_or_default();
+        ids.contains(&kept) && ids.len() == 2
+    })
+    .await;
+    assert!(
+        restored,
+        "the kept hook is rewritten from memory beside the new one"
+    );
+    let m = app.app.metrics.render();
+    assert!(m.contains("bbb_webhooks_redis_data_lost_total 1\n"), "{m}");
     app.stop().await;
 }
 

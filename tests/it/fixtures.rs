@@ -2,7 +2,9 @@
 //!
 //! Sets: every folder of `tests/fixtures`, each with a `sources.md` naming where every input's
 //! shape comes from (`seed-1.x`, `bbb-3.0-meeting` and the inputs of `seed-1.x-candidates` are
-//! copies of the project's shared fixtures: the suite reads nothing outside the repository).
+//! copies of the project's shared fixtures: the suite reads nothing outside the repository). A new
+//! folder is replayed without being listed here: `bbb-3.0-new-events` and `bbb-2.6-new-events`
+//! hold the 3.x events, `lenient-shapes` the messages that vary.
 //! Line i of `expected.jsonl` is the array of events line i of the input must produce; an expected
 //! `ts` of `"now"` matches any time within the replay.
 
@@ -165,4 +167,162 @@ fn the_map_command_prints_the_fixture_events() {
     let events: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
     assert_eq!(events.len(), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: malformed message"));
+}
+
+/// Every event of every fixture, in order, with the payloads normal and raw hooks receive.
+fn all_events() -> Vec<(String, bbb_webhooks::event::Event)> {
+    let mut out = Vec::new();
+    for set in sets() {
+        let mut mapper = Mapper::default();
+        for (i, line) in lines(&set.input).iter().enumerate() {
+            for event in mapper.map(line.as_bytes(), now_ms()).unwrap_or_default() {
+                out.push((format!("{} line {}", set.name, i + 1), event));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_event_carries_a_join_url_not_even_to_raw_hooks() {
+    // The breakout messages carry join URLs signed with the shared secret: whoever holds one
+    // joins the room. The fixtures have them (tests/fixtures/*-new-events, lenient-shapes).
+    let inputs: String = sets()
+        .iter()
+        .flat_map(|s| lines(&s.input))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        inputs.contains("/bigbluebutton/api/join?"),
+        "the fixtures have join URLs"
+    );
+    for (at, event) in all_events() {
+        for raw in [false, true] {
+            let payload = event.payload(raw);
+            assert!(
+                !payload.contains("/api/join") && !payload.contains("checksum="),
+                "{at}: {} (raw: {raw}) carries a join URL",
+                event.id
+            );
+        }
+    }
+}
+
+#[test]
+fn one_guest_decision_is_one_event_however_many_moderators_hear_of_it() {
+    let decisions: Vec<(String, String)> = all_events()
+        .into_iter()
+        .filter(|(at, e)| at.starts_with("bbb-3.0-new-events") && e.id.starts_with("guest-"))
+        .map(|(_, e)| {
+            let v: Value = serde_json::from_str(&e.json).unwrap();
+            let guest = v["data"]["attributes"]["user"]["internal-user-id"].as_str();
+            (e.id.to_string(), guest.unwrap_or("?").to_string())
+        })
+        .collect();
+    // Two decisions in one list sent to two moderators plus each guest's own copy, then one
+    // decision whose guest copy came first: seven messages, three decisions.
+    let want = [
+        ("guest-approved", "w_guest4"),
+        ("guest-denied", "w_guest5"),
+        ("guest-approved", "w_guest6"),
+    ];
+    assert_eq!(
+        decisions,
+        want.map(|(e, g)| (e.to_string(), g.to_string())).to_vec()
+    );
+}
+
+#[test]
+fn meeting_metadata_is_one_more_key_when_asked_and_nothing_when_not() {
+    // Off (the default, what every other test replays) the bytes are the reference's; on, each
+    // event of a meeting with metadata differs by exactly `,"metadata":{…}` after its ids.
+    for set in ["bbb-3.0-new-events", "bbb-2.6-new-events", "bbb-1.x-extras"] {
+        let input = lines(&root().join(format!("tests/fixtures/{set}/input.jsonl")));
+        let mut off = Mapper::default();
+        let mut on = Mapper::default().with_meeting_metadata(true);
+        let mut metadata_of = std::collections::HashMap::new();
+        let mut with_metadata = 0;
+        for (i, line) in input.iter().enumerate() {
+            let at = format!("{set} line {}", i + 1);
+            let plain = off.map(line.as_bytes(), 1).unwrap_or_default();
+            let rich = on.map(line.as_bytes(), 1).unwrap_or_default();
+            assert_eq!(plain.len(), rich.len(), "{at}");
+            for (p, r) in plain.iter().zip(&rich) {
+                let meeting: Value = serde_json::from_str(&p.json).unwrap();
+                let meeting = &meeting["data"]["attributes"]["meeting"];
+                let internal = meeting["internal-meeting-id"].as_str().unwrap_or("");
+                if p.id == "meeting-created" {
+                    metadata_of.insert(internal.to_string(), meeting["metadata"].clone());
+                    assert_eq!(p.json, r.json, "{at}: meeting-created has its own");
+                    continue;
+                }
+                let Some(metadata) = metadata_of.get(internal) else {
+                    assert_eq!(p.json, r.json, "{at}: no metadata known");
+                    continue;
+                };
+                let key = format!(",\"metadata\":{metadata}");
+                assert_eq!(r.json.matches(&key).count(), 1, "{at}: {}", r.json);
+                assert_eq!(r.json.replacen(&key, "", 1), p.json, "{at}");
+                let got: Value = serde_json::from_str(&r.json).unwrap();
+                assert_eq!(&got["data"]["attributes"]["meeting"]["metadata"], metadata);
+                // Raw hooks get the message as published (the breakout events' own JSON aside).
+                if matches!(p.raw, bbb_webhooks::event::Raw::Input(_)) {
+                    assert_eq!(r.payload(true), p.payload(true), "{at}: the raw message");
+                }
+                with_metadata += 1;
+            }
+        }
+        assert!(
+            with_metadata >= 10,
+            "{set}: {with_metadata} events carried metadata"
+        );
+    }
+}
+
+#[test]
+fn the_map_command_reads_the_configuration_serve_reads() {
+    let input = root().join("tests/fixtures/bbb-2.6-new-events/input.jsonl");
+    let run = |args: &[&str], envs: &[(&str, &str)]| -> Vec<Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
+            .args(args)
+            .arg("map")
+            .arg(&input)
+            // No shared secret anywhere: map signs nothing and needs none.
+            .env_remove("SHARED_SECRET")
+            .env_remove("INCLUDE_MEETING_METADATA")
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let metadata = |events: &[Value]| -> usize {
+        events
+            .iter()
+            .filter(|e| e["data"]["id"] != "meeting-created")
+            .filter(|e| e["data"]["attributes"]["meeting"]["metadata"].is_object())
+            .count()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yml");
+    std::fs::write(&file, "hooks:\n  includeMeetingMetadata: true\n").unwrap();
+    let file = file.to_string_lossy().into_owned();
+
+    let plain = run(
+        &["--config", &file],
+        &[("INCLUDE_MEETING_METADATA", "false")],
+    );
+    assert_eq!(metadata(&plain), 0, "the environment wins over the file");
+    let from_file = run(&["--config", &file], &[]);
+    let from_env = run(&[], &[("INCLUDE_MEETING_METADATA", "true")]);
+    assert_eq!(from_file, from_env);
+    assert!(metadata(&from_file) >= 10, "{from_file:?}");
 }

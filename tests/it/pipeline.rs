@@ -273,7 +273,7 @@ async fn hook_of(app: &TestApp) -> String {
 async fn the_subscription_check_loses_nothing() {
     // The subscriber PINGs its connection now and then; nothing may be lost around a PING.
     let env = Env::new("pl-ping");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = bbb_webhooks::input::intake(1 << 20);
     let readiness = bbb_webhooks::health::Readiness::default();
     let metrics = bbb_webhooks::metrics::Metrics::new(false);
     let stop = tokio_util::sync::CancellationToken::new();
@@ -295,12 +295,22 @@ async fn the_subscription_check_loses_nothing() {
     }
     let mut got = Vec::new();
     while got.len() < 300 {
-        let m = tokio::time::timeout(WAIT, rx.recv())
+        let mut batch = Vec::new();
+        let n = tokio::time::timeout(WAIT, rx.recv_many(&mut batch, 300))
             .await
-            .expect("all messages arrive")
-            .unwrap();
-        got.push(String::from_utf8(m.payload).unwrap());
+            .expect("all messages arrive");
+        assert!(n > 0, "intake open");
+        got.extend(
+            batch
+                .into_iter()
+                .map(|m| String::from_utf8(m.payload).unwrap()),
+        );
     }
+    assert_eq!(
+        rx.held_bytes(),
+        0,
+        "taken messages no longer count against the bound"
+    );
     assert_eq!(got, (0..300).map(|i| format!("m{i}")).collect::<Vec<_>>());
     assert!(
         !metrics
@@ -309,4 +319,90 @@ async fn the_subscription_check_loses_nothing() {
     );
     stop.cancel();
     task.await.unwrap();
+}
+
+/// `meeting_created` with metadata, as an LMS creates its meetings.
+fn meeting_created_with_metadata(internal: &str, external: &str, metadata: &Value) -> String {
+    let mut m: Value = serde_json::from_str(&meeting_created(internal, external)).unwrap();
+    m["core"]["body"]["props"]["metadataProp"]["metadata"] = metadata.clone();
+    m.to_string()
+}
+
+#[tokio::test]
+async fn meeting_metadata_rides_on_every_event_when_asked_even_after_a_restart() {
+    let metadata = json!({"bbb-origin": "Moodle", "course": "bio-101"});
+    let env = Env::new("pl-meta").with("hooks.includeMeetingMetadata", json!(true));
+    let rx = Receiver::start().await;
+    let app = env.start().await;
+    app.create_hook(&rx.url("/m"), "&meetingID=ext-meta").await;
+    env.publish(&[
+        meeting_created_with_metadata("int-meta", "ext-meta", &metadata),
+        user_joined("int-meta", "w_m", "user-m"),
+    ])
+    .await;
+    rx.wait_for("/m", 2, WAIT).await;
+    app.stop().await;
+
+    // A new process knows the metadata from Redis alone.
+    let app = env.start().await;
+    env.publish(&[
+        chat("int-meta", "w_m", "hello"),
+        meeting_destroyed("int-meta"),
+    ])
+    .await;
+    rx.wait_for("/m", 5, WAIT).await;
+    let events = rx.events_on("/m");
+    assert_eq!(
+        ids(&events),
+        [
+            "meeting-created",
+            "user-joined",
+            "chat-group-message-sent",
+            "user-left",
+            "meeting-ended"
+        ]
+    );
+    for e in &events {
+        assert_eq!(
+            e["data"]["attributes"]["meeting"]["metadata"], metadata,
+            "{e}"
+        );
+    }
+    // Right after the ids, as in meeting-created.
+    let body = rx.received_on("/m")[2].field("event").unwrap();
+    let want = format!(
+        r#""meeting":{{"internal-meeting-id":"int-meta","external-meeting-id":"ext-meta","metadata":{metadata}}}"#
+    );
+    assert!(body.contains(&want), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_setting_events_carry_no_meeting_metadata() {
+    let env = Env::new("pl-nometa");
+    let rx = Receiver::start().await;
+    let app = env.start().await;
+    app.create_hook(&rx.url("/n"), "").await;
+    env.publish(&[
+        meeting_created_with_metadata("int-nm", "ext-nm", &json!({"course": "x"})),
+        chat("int-nm", "w_n", "hi"),
+    ])
+    .await;
+    let got = rx.wait_for("/n", 2, WAIT).await;
+    let body = got[1].field("event").unwrap();
+    let event = &serde_json::from_str::<Vec<Value>>(&body).unwrap()[0];
+    let want = json!({"internal-meeting-id": "int-nm", "external-meeting-id": "ext-nm"});
+    assert_eq!(event["data"]["attributes"]["meeting"], want, "{body}");
+    // And the metadata is stored all the same, for when the operator turns it on.
+    let mut conn = env.redis().await;
+    let ids: Vec<String> = conn.smembers(env.key("proc:mappings")).await.unwrap();
+    let stored: Option<String> = conn
+        .hget(
+            format!("{}:{}", env.key("proc:mapping"), ids[0]),
+            "meetingMetadata",
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some(r#"{"course":"x"}"#));
+    app.stop().await;
 }
