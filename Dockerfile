@@ -23,16 +23,20 @@ WORKDIR /src
 # Everything but target/ and .git (see .dockerignore). Only the tests read ../shared, and the
 # build does not run them.
 COPY . .
-# The full (not slim) image brings the C compiler aws-lc-sys (rustls' crypto) builds with. The
-# cache mounts keep the crates and the build between runs; the binary is copied out of the
-# cached target/ in the same step.
+# The full (not slim) image brings the C compiler that ring (rustls' crypto provider) builds its
+# assembly and C parts with. The cache mounts keep the crates and the build between runs; the
+# binary is copied out of the cached target/ in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
     && install -D -m 0755 target/release/bbb-webhooks /out/bbb-webhooks
 
 FROM debian:bookworm-slim
-# CA certificates for https:// callbacks; nothing else.
+# CA certificates for https:// callbacks; nothing else. Not pinned (hadolint DL3008), on purpose:
+# the pin would hold back the Debian security updates of the CA list (bookworm-security ships a
+# newer ca-certificates than bookworm itself), and a superseded version disappears from the
+# archive, which breaks the build. The base image's tag already fixes the release.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

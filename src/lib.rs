@@ -10,7 +10,7 @@
 //!
 //!  at the side:  api (hooks/create|destroy|list|ping) ──► hooks (registry in memory + Redis)
 //!                config, checksum, metrics, health (what /ready says), keys (every Redis key
-//!                name)
+//!                name), tls (the crypto provider of outgoing HTTPS)
 //! ```
 //!
 //! * [`input`] subscribes to the channels and hands raw messages over without ever waiting on
@@ -52,6 +52,7 @@ pub mod redis_watch;
 pub mod routing;
 pub mod state;
 pub mod time;
+pub mod tls;
 
 /// The version reported in `User-Agent` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -40,15 +40,25 @@ enum Command {
     Config(config_check::Args),
     /// Print the events that raw BigBlueButton messages (one JSON per line) become.
     Map(map::Args),
-    /// Measure the service: start it against the local Redis, publish a load, receive the
-    /// callbacks, report deliveries/s, latency, losses, duplicates, CPU and memory.
+    /// Measure the service: start it against the configured Redis (keys and a channel of its
+    /// own), publish a load, receive the callbacks, report deliveries/s, latency, losses,
+    /// duplicates, CPU and memory.
     Bench(bench::Args),
     /// See it work: the service, a receiver that verifies checksums, and a simulated meeting,
-    /// in one terminal (needs only a Redis).
+    /// in one terminal (needs only a Redis: the configured one, else 127.0.0.1:6379).
     Demo(demo::Args),
     /// Publish a realistic BigBlueButton meeting on Redis, as a server would.
+    ///
+    /// The Redis is the one `serve` is configured with (the same files and variables, the
+    /// password and port of a bbb-webhooks 3.x production.yml included), unless --redis-url
+    /// names another.
     Simulate(simulate::Args),
     /// Manage the hooks of a running service through its API (signed with the configured secret).
+    ///
+    /// The calls are signed with the shared secret of the configuration `serve` reads (--config,
+    /// the bbb-webhooks 3.x files, SHARED_SECRET, BigBlueButton's properties) and sent to its
+    /// api.bind:api.port. Run it as the service's user with its environment (sudo -u
+    /// bbb-webhooks), so that both match the running service.
     Hooks(hooks::Args),
     /// Print a BigBlueButton API URL with its checksum appended (secret from the configuration).
     Checksum(checksum::Args),
@@ -56,6 +66,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any HTTP client exists (delivery, the admin CLI, bench, demo).
+    bbb_webhooks::tls::install_crypto_provider();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -72,9 +84,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => block_on(serve::worker_threads(), serve::run(config)),
         Command::Config(args) => config_check::run(args, config),
         Command::Map(args) => map::run(args, config),
-        Command::Bench(args) => block_on(None, bench::run(args)),
-        Command::Demo(args) => block_on(None, demo::run(args)),
-        Command::Simulate(args) => block_on(None, simulate::run(args)),
+        Command::Bench(args) => block_on(None, bench::run(args, config)),
+        Command::Demo(args) => block_on(None, demo::run(args, config)),
+        Command::Simulate(args) => block_on(None, simulate::run(args, config)),
         Command::Hooks(args) => block_on(None, hooks::run(args, config)),
         Command::Checksum(args) => checksum::run(args, config),
     }

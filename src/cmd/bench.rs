@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+use super::ToolRedis;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -60,8 +63,10 @@ pub struct Args {
     /// `hooks.queueSize` of the service under test; by default the whole burst fits.
     #[arg(long)]
     queue_size: Option<usize>,
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis_url: String,
+    /// Use this Redis (redis://[:password@]host:port[/db]) instead of the configured one (the
+    /// Redis `serve` reads; 127.0.0.1:6379 when nothing is configured).
+    #[arg(long)]
+    redis_url: Option<String>,
     /// Give up when no delivery arrives for this many seconds.
     #[arg(long, default_value_t = 20)]
     idle_timeout: u64,
@@ -69,7 +74,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     receiver_fail_every: usize,
     /// Run a Redis of the bench's own (append-only file, on a free port; needs `redis-server`)
-    /// and restart it every this many seconds (0: use --redis-url and never restart).
+    /// and restart it every this many seconds (0: use the configured Redis, or --redis-url, and
+    /// never restart).
     #[arg(long, default_value_t = 0)]
     redis_restart_every: u64,
     /// Print the service's RSS and the events received so far every this many seconds.
@@ -83,8 +89,9 @@ pub struct Args {
 }
 
 /// Prints the report; exit status 3 when deliveries were lost.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let report = measure(args).await?;
+pub async fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let redis = ToolRedis::resolve(args.redis_url.clone(), config_file)?;
+    let report = measure(args, redis).await?;
     println!("{report}");
     Ok(if report.lost == 0 {
         ExitCode::SUCCESS
@@ -209,7 +216,12 @@ async fn receive(
     axum::http::StatusCode::OK
 }
 
-async fn measure(options: Args) -> anyhow::Result<BenchReport> {
+async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport> {
+    // Fails early, with the help, when the configured Redis does not answer (a Redis of the
+    // bench's own is started below instead).
+    if options.redis_restart_every == 0 {
+        drop(redis.connect("bench").await?);
+    }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("bench:{}", &id[..10]);
     let channel = format!("{prefix}:channel");
@@ -248,12 +260,12 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     };
     let redis_url = own_redis
         .as_ref()
-        .map_or_else(|| options.redis_url.clone(), OwnRedis::url);
+        .map_or_else(|| redis.url.clone(), OwnRedis::url);
     let config = dir.join("config.yml");
     let k = |s: &str| format!("{prefix}:{s}");
     let tree = json!({
         "bbb": {"sharedSecret": secret, "serverDomain": "bench.local"},
-        "redis": {"url": redis_url, "inboundChannels": [channel],
+        "redis": {"inboundChannels": [channel],
                   "keys": {"hooks": k("out:hooks"), "hookPrefix": k("out:hook"), "mappings": k("proc:mappings"),
                            "mappingPrefix": k("proc:mapping"), "userMaps": k("proc:userMaps"),
                            "userMapPrefix": k("proc:userMap"), "ownPrefix": k("rs")}},
@@ -265,10 +277,18 @@ async fn measure(options: Args) -> anyhow::Result<BenchReport> {
     });
     std::fs::write(&config, serde_json::to_string_pretty(&tree)?)?;
     let binary = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(&binary)
+    let mut command = tokio::process::Command::new(&binary);
+    // The service under test reads its file and nothing else: none of the caller's settings
+    // (a SHARED_SECRET would break the bench's own signing), except the Redis, passed in the
+    // environment so that its password is written nowhere.
+    for variable in bbb_webhooks::config::variable_names() {
+        command.env_remove(variable);
+    }
+    let mut child = command
         .args(["serve", "--config"])
         .arg(&config)
         .env_remove("BBB_WEBHOOKS_CONFIG")
+        .env("REDIS_URL", &redis_url)
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()

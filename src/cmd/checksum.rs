@@ -17,6 +17,7 @@ use bbb_webhooks::config::{self, ChecksumAlgorithm, ConfigSources};
 pub struct Args {
     /// e.g. https://bbb.example.com/bigbluebutton/api/hooks/list?meetingID=m1
     url: String,
+    /// sha1, sha256, sha384 or sha512 (the checksum's length tells bbb-web which).
     #[arg(long, default_value = "sha1")]
     algorithm: String,
     /// Use this secret instead of the configured one.

@@ -8,6 +8,7 @@
 //! through `hooks`' client, as any integrator would.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,15 +19,18 @@ use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::no_redis_help;
+use super::ToolRedis;
 use super::simulate::{self, Generation};
 use bbb_webhooks::app;
 use bbb_webhooks::config::{ChecksumAlgorithm, LoadedConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    redis_url: String,
+    /// Use this Redis (redis://[:password@]host:port[/db]) instead of the configured one (the
+    /// Redis `serve` reads; 127.0.0.1:6379 when nothing is configured). The demo keeps its keys
+    /// and channel apart and deletes its keys at the end.
+    #[arg(long)]
+    redis_url: Option<String>,
     /// Print each event's JSON instead of a readable line.
     #[arg(long)]
     json: bool,
@@ -139,8 +143,9 @@ fn describe(e: &Value, names: &std::collections::HashMap<String, String>) -> Str
 }
 
 /// Success when events came back and every checksum was right.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let summary = show(&args).await?;
+pub async fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let redis = ToolRedis::resolve(args.redis_url.clone(), config_file)?;
+    let summary = show(&args, &redis).await?;
     Ok(if summary.failed_checks == 0 && summary.events > 0 {
         ExitCode::SUCCESS
     } else {
@@ -148,17 +153,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn show(args: &Args) -> anyhow::Result<Summary> {
-    let client = redis::Client::open(args.redis_url.as_str()).context("invalid --redis-url")?;
-    let mut conn = match tokio::time::timeout(
-        Duration::from_secs(3),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    {
-        Ok(Ok(c)) => c,
-        _ => bail!("{}", no_redis_help(&args.redis_url)),
-    };
+async fn show(args: &Args, redis: &ToolRedis) -> anyhow::Result<Summary> {
+    let mut conn = redis.connect("demo").await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("demo:{}", &id[..10]);
     let channel = format!("{prefix}:events");
@@ -169,7 +165,7 @@ async fn show(args: &Args) -> anyhow::Result<Summary> {
         ("bbb.sharedSecret", json!(secret)),
         ("bbb.serverDomain", json!("demo.local")),
         ("api.port", json!(0)),
-        ("redis.url", json!(args.redis_url)),
+        ("redis.url", json!(redis.url)),
         ("redis.inboundChannels", json!([channel])),
         ("redis.keys.hooks", k("out:hooks")),
         ("redis.keys.hookPrefix", k("out:hook")),
@@ -213,8 +209,8 @@ async fn show(args: &Args) -> anyhow::Result<Summary> {
     if !args.json {
         say(&format!("bbb-webhooks {} demo", bbb_webhooks::VERSION));
         say(&format!(
-            "  service: hooks API on http://{}",
-            service.api_addr
+            "  service: hooks API on http://{}, Redis {}",
+            service.api_addr, redis.shown
         ));
         say(&format!(
             "  receiver: {url} (verifies each callback's checksum)"

@@ -4,6 +4,11 @@
 //! It owns the subcommand's arguments and [`AdminClient`], the client of the hooks API that
 //! `demo` and `bench` use too. It does not know the registry: it only talks to the API
 //! ([`bbb_webhooks::api`]) over HTTP.
+//!
+//! It reads the configuration `serve` reads (the same files and variables) for two things: the
+//! API's address and the shared secret it signs with. When either does not match the running
+//! service, the error says where the value came from; it never shows the signed URL, whose
+//! `checksum` would let anyone repeat the call.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -13,7 +18,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use bbb_webhooks::api::checksum;
-use bbb_webhooks::config::{self, ChecksumAlgorithm, ConfigSources, Settings};
+use bbb_webhooks::config::{self, ChecksumAlgorithm, ConfigSources, LoadedConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,6 +42,7 @@ enum Action {
     },
     /// Register a hook.
     Create {
+        /// The callback URL (absolute http or https).
         url: String,
         /// Only events of this meeting (external id).
         #[arg(long)]
@@ -51,16 +57,23 @@ enum Action {
         /// service's hooks.multiEvent.
         #[arg(long)]
         multi_event: Option<usize>,
+        /// Print {"hookID": …, "duplicate": …} instead of a sentence.
         #[arg(long)]
         json: bool,
     },
     /// Remove a hook.
-    Destroy { id: String },
+    Destroy {
+        /// The hook's id, as `list` shows it.
+        id: String,
+    },
 }
 
 pub async fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(&ConfigSources::from_process(config_file))?;
-    let client = AdminClient::new(&loaded.settings, args.api_url);
+    let loaded = config::load(&ConfigSources::from_process(config_file)).context(
+        "the hooks commands sign their calls with the shared secret the service uses, and \
+         read it from the same configuration",
+    )?;
+    let client = AdminClient::new(&loaded, args.api_url);
     match args.command {
         Action::List { meeting_id, json } => {
             let hooks = client.list(meeting_id.as_deref()).await?;
@@ -140,26 +153,50 @@ pub struct AdminClient {
     base: String,
     secret: String,
     http: reqwest::Client,
+    /// Where the address and the secret came from, for the errors.
+    address_origin: String,
+    secret_origin: String,
 }
 
 impl AdminClient {
     /// `api_url` overrides the address from the settings (`http://<api.bind>:<api.port>`).
-    fn new(settings: &Settings, api_url: Option<String>) -> Self {
+    fn new(loaded: &LoadedConfig, api_url: Option<String>) -> Self {
+        let settings = &loaded.settings;
         let bind = match settings.api.bind.as_str() {
             "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
             b if b.contains(':') => format!("[{b}]"),
             b => b.to_string(),
         };
-        let base = api_url.unwrap_or_else(|| format!("http://{bind}:{}", settings.api.port));
-        AdminClient::at(&base, settings.secret())
+        let (base, address_origin) = match api_url {
+            Some(url) => (url, "--api-url".to_string()),
+            None => (
+                format!("http://{bind}:{}", settings.api.port),
+                format!(
+                    "api.bind from {}, api.port from {}",
+                    loaded.source_of("api.bind"),
+                    loaded.source_of("api.port")
+                ),
+            ),
+        };
+        AdminClient {
+            address_origin,
+            secret_origin: format!(
+                "bbb.sharedSecret from {}",
+                loaded.source_of("bbb.sharedSecret")
+            ),
+            ..AdminClient::at(&base, settings.secret())
+        }
     }
 
     /// The API at `base` (`http://host:port`), signed with `secret`.
     pub fn at(base: &str, secret: &str) -> Self {
+        bbb_webhooks::tls::install_crypto_provider();
         AdminClient {
             base: base.trim_end_matches('/').to_string(),
             secret: secret.to_string(),
             http: reqwest::Client::new(),
+            address_origin: "given".into(),
+            secret_origin: "given".into(),
         }
     }
 
@@ -180,20 +217,45 @@ impl AdminClient {
             "{}/bigbluebutton/api/hooks/{name}?{query}{sep}checksum={c}",
             self.base
         );
-        let answer = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the hooks API at {}", self.base))?
-            .text()
-            .await?;
+        // reqwest's errors quote the URL, checksum included: they are shown without it.
+        let response = self.http.get(&url).send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the hooks API at {} ({}): {}. Is the service running there? \
+                 --api-url names another address.",
+                self.base,
+                self.address_origin,
+                error_chain(&e.without_url())
+            )
+        })?;
+        let status = response.status();
+        let answer = response.text().await.map_err(|e| {
+            anyhow::anyhow!(
+                "the hooks API at {} sent no readable answer: {}",
+                self.base,
+                error_chain(&e.without_url())
+            )
+        })?;
         if tag(&answer, "returncode").as_deref() != Some("SUCCESS") {
-            bail!(
-                "{}: {}",
-                tag(&answer, "messageKey").unwrap_or_else(|| "error".into()),
-                tag(&answer, "message").unwrap_or(answer)
-            );
+            let key = tag(&answer, "messageKey");
+            let Some(key) = key else {
+                bail!(
+                    "{} answered HTTP {status} without a hooks API answer: is it bbb-webhooks? \
+                     ({})",
+                    self.base,
+                    self.address_origin
+                );
+            };
+            let message = tag(&answer, "message").unwrap_or_default();
+            if key == "checksumError" {
+                bail!(
+                    "{key}: {message}. The service at {} uses another shared secret than this \
+                     command ({}): run it as the service's user with the service's environment \
+                     (e.g. sudo, or SHARED_SECRET=… as in /etc/default/bbb-webhooks).",
+                    self.base,
+                    self.secret_origin
+                );
+            }
+            bail!("{key}: {message}");
         }
         Ok(answer)
     }
@@ -230,6 +292,18 @@ impl AdminClient {
     async fn destroy(&self, id: &str) -> anyhow::Result<()> {
         self.call("destroy", &[("hookID", id)]).await.map(|_| ())
     }
+}
+
+/// An error and its causes, one after the other (reqwest's own text says little alone).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The text of the first `<name>` element, CDATA and entities undone.

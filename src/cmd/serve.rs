@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bbb_webhooks::config::{self, ConfigSources};
+use bbb_webhooks::config::{self, ConfigSources, FileStatus};
 use bbb_webhooks::{app, logging};
 
 /// The runtime's worker threads from `BBB_WEBHOOKS_THREADS` (`0`: the current thread only);
@@ -23,6 +23,18 @@ pub fn worker_threads() -> Option<usize> {
 pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&ConfigSources::from_process(config_file))?;
     logging::init(&loaded.settings.log).map_err(anyhow::Error::msg)?;
+    let read: Vec<String> = loaded
+        .files
+        .iter()
+        .filter(|f| matches!(f.status, FileStatus::Read { .. } | FileStatus::Used(_)))
+        .map(|f| f.path.display().to_string())
+        .collect();
+    tracing::info!(files = ?read, "configuration read");
+    if let Some(skipped) = loaded.skipped_line() {
+        // The package's own default.yml: the operator did not write these and cannot remove
+        // them, so they are no warning (config check lists them too).
+        tracing::debug!(keys = %skipped, "stock keys of bbb-webhooks 3.x skipped");
+    }
     let app = app::start(loaded).await?;
     tracing::info!(version = bbb_webhooks::VERSION, "bbb-webhooks started");
     let token = app.shutdown_token();

@@ -10,26 +10,29 @@
 //! them at a pace ([`publish`], which `demo` uses too). It knows nothing of the service: what the
 //! messages become is [`bbb_webhooks::mapping`]'s, checked by the tests below.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::{Value, json};
+
+use super::ToolRedis;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    redis_url: String,
+    /// Publish on this Redis (redis://[:password@]host:port[/db]) instead of the configured one
+    /// (the Redis `serve` reads: --config or the bbb-webhooks 3.x files, REDIS_URL, REDIS_HOST,
+    /// REDIS_PORT, REDIS_PASSWORD).
+    #[arg(long)]
+    redis_url: Option<String>,
     #[command(flatten)]
     plan: Plan,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let client = redis::Client::open(args.redis_url.as_str()).context("invalid --redis-url")?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .with_context(|| super::no_redis_help(&args.redis_url))?;
+pub async fn run(args: Args, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let redis = ToolRedis::resolve(args.redis_url, config_file)?;
+    let mut conn = redis.connect("simulate").await?;
+    eprintln!("publishing on {} ({})", redis.shown, redis.origin);
     let sent = publish(&mut conn, &args.plan, |line| eprintln!("{line}")).await?;
     eprintln!("published {sent} messages");
     Ok(ExitCode::SUCCESS)
@@ -38,22 +41,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The BigBlueButton generation whose message shapes are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Generation {
-    /// 1.x `header`/`payload` messages, as in the founding document.
+    /// `header`/`payload` messages, as in the founding document.
     #[value(name = "1.x")]
     V1,
-    /// 2.x (2.2-era) `envelope`/`core` messages: raised hands as emoji, one poll answer.
+    /// `envelope`/`core` messages of the 2.2 era: raised hands as emoji, one poll answer.
     #[value(name = "2.x")]
     V2,
-    /// 3.0: reactions, native raised hands, user metadata, sharer in screen-share messages, and
+    /// reactions, native raised hands, user metadata, sharer in screen-share messages, and
     /// guests, roles, away, chat edits and reactions, presentations, external video, timer,
     /// breakout rooms.
     #[value(name = "3.0")]
     V3,
 }
 
-// What to publish: the options of `simulate`, which `demo` fills in itself.
+/// What to publish: the options of `simulate`, which `demo` fills in itself.
 #[derive(clap::Args)]
 pub struct Plan {
+    /// Meetings to publish, one after the other.
     #[arg(long, default_value_t = 1)]
     pub meetings: usize,
     /// Users per meeting (at least 2: a moderator and a guest).

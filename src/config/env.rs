@@ -121,6 +121,15 @@ pub const IGNORED: &[(&str, &str)] = &[
 const PROXY_VARIABLE: &str =
     "callbacks go through a proxy only when hooks.proxy (env HOOKS_PROXY) names one";
 
+/// Every variable read (ours and the reference's, the ignored ones included): what a tool that
+/// starts the service with a configuration of its own must keep out of its environment.
+pub fn variable_names() -> impl Iterator<Item = &'static str> {
+    VARIABLES
+        .iter()
+        .map(|(name, _, _)| *name)
+        .chain(IGNORED.iter().map(|(name, _)| *name))
+}
+
 /// One variable turned into a config value.
 pub struct EnvValue {
     pub variable: &'static str,

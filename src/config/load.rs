@@ -35,6 +35,9 @@ impl fmt::Display for Source {
     }
 }
 
+/// The one directory the systemd unit we ship lets the service write (its `LogsDirectory`).
+pub const PACKAGED_LOG_DIR: &str = "/var/log/bbb-webhooks";
+
 /// Files searched when no `--config` is given, lowest precedence first: the bbb-webhooks 3.x
 /// files in node-config's order (so an existing installation keeps its settings), then ours.
 pub const DEFAULT_FILES: [&str; 4] = [
@@ -43,6 +46,10 @@ pub const DEFAULT_FILES: [&str; 4] = [
     "/etc/bigbluebutton/bbb-webhooks/production.yml",
     "/etc/bigbluebutton/bbb-webhooks/config.yml",
 ];
+
+/// The variable that moves the default paths under another directory (see
+/// [`ConfigSources::from_process`]).
+pub const ROOT_VARIABLE: &str = "BBB_WEBHOOKS_ROOT";
 
 /// Reads one environment variable.
 pub type EnvLookup = Box<dyn Fn(&str) -> Option<String>>;
@@ -57,19 +64,29 @@ pub struct ConfigSources {
 }
 
 impl ConfigSources {
-    /// The real environment; `--config FILE` replaces the default file search.
+    /// The real environment; `--config FILE` replaces the default file search. The default
+    /// paths (YAML files and BigBlueButton's properties) are looked for under the directory
+    /// named by `BBB_WEBHOOKS_ROOT` when it is set: for tests and for a package installed into
+    /// a scratch root, never needed on a server.
     pub fn from_process(config: Option<PathBuf>) -> Self {
+        let root = std::env::var_os(ROOT_VARIABLE)
+            .filter(|r| !r.is_empty())
+            .map(PathBuf::from);
+        let under = |path: &str| match &root {
+            Some(root) => root.join(path.trim_start_matches('/')),
+            None => PathBuf::from(path),
+        };
         let files = match config {
             Some(path) => vec![(path, true)],
-            None => DEFAULT_FILES
-                .iter()
-                .map(|p| (PathBuf::from(p), false))
-                .collect(),
+            None => DEFAULT_FILES.iter().map(|p| (under(p), false)).collect(),
         };
         ConfigSources {
             files,
             env: Box::new(|name| std::env::var(name).ok()),
-            properties_files: properties::default_files(),
+            properties_files: properties::DEFAULT_PROPERTIES_FILES
+                .iter()
+                .map(|p| under(p))
+                .collect(),
         }
     }
 
@@ -91,9 +108,19 @@ pub struct LoadedConfig {
     /// What loading noticed: keys set aside, variables ignored. [`LoadedConfig::warnings`] has
     /// these and the rest.
     pub notes: Vec<String>,
+    /// Keys of bbb-webhooks 3.x files that hold the stock values of BigBlueButton's package and
+    /// mean nothing here, per file: not worth a warning, worth one debug line.
+    pub skipped: Vec<(PathBuf, Vec<String>)>,
+    /// Every file looked for, and what came of it.
+    pub files: Vec<FileLookup>,
 }
 
 impl LoadedConfig {
+    /// The quietly skipped keys in one line: `<file>: <key>, <key>; <file>: …`.
+    pub fn skipped_line(&self) -> Option<String> {
+        skipped_line(&self.skipped)
+    }
+
     pub fn source_of(&self, key: &str) -> Source {
         self.sources.get(key).cloned().unwrap_or(Source::Default)
     }
@@ -117,7 +144,23 @@ impl LoadedConfig {
                     )
                 })
         });
-        self.notes.iter().cloned().chain(unknown_events).collect()
+        let log_file = &self.settings.log;
+        let outside_log_dir = (log_file.file
+            && !std::path::Path::new(&log_file.filename).starts_with(PACKAGED_LOG_DIR))
+        .then(|| {
+            format!(
+                "log.filename (from {}) is {:?}, outside {PACKAGED_LOG_DIR}/: the systemd unit \
+                 we ship lets the service write nowhere else, so it will not start there",
+                self.source_of("log.filename"),
+                log_file.filename
+            )
+        });
+        self.notes
+            .iter()
+            .cloned()
+            .chain(unknown_events)
+            .chain(outside_log_dir)
+            .collect()
     }
 
     /// Every effective leaf value (secrets redacted) with its source, in key order.
@@ -129,63 +172,100 @@ impl LoadedConfig {
             .into_iter()
             .map(|(key, value)| {
                 let source = self.source_of(&key);
-                let shown = match (key.as_str(), value.as_str()) {
-                    ("redis.url" | "hooks.proxy", Some(url)) => {
-                        Value::String(redact_url(url)).to_string()
-                    }
-                    _ => value.to_string(),
-                };
+                let shown = shown_value(&key, &value);
                 (key, shown, source)
             })
             .collect()
     }
 }
 
-/// A URL with its password (if any) replaced.
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("redacted"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// Defaults → files → environment → BigBlueButton properties; then typed and validated.
+/// Defaults → files → environment → BigBlueButton properties; then typed and validated. What
+/// `serve`, `hooks` and `checksum` use: the shared secret is required.
 pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
-    load_checked(sources, true)
+    inspect(sources, Needs::Secret).result
 }
 
-/// As [`load`], but without a shared secret being an error: for the tools that only map
-/// messages (`map`), which sign nothing yet should read the configuration `serve` reads.
+/// [`load`] for tools that only talk to Redis (`simulate`, `demo`, `bench`): the same layers and
+/// checks, but no shared secret is needed.
 pub fn load_without_secret(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
-    load_checked(sources, false)
+    inspect(sources, Needs::Redis).result
 }
 
-fn load_checked(sources: &ConfigSources, need_secret: bool) -> Result<LoadedConfig, ConfigError> {
+/// What the caller of [`inspect`] will use the configuration for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Everything, the shared secret included (the service, the API clients).
+    Secret,
+    /// Redis only (the tools that publish or run a service of their own).
+    Redis,
+}
+
+/// Everything loading saw, also when the configuration is unusable: what `config check` prints.
+#[derive(Debug)]
+pub struct Inspection {
+    /// Every file looked for, in the order read, and what came of it.
+    pub files: Vec<FileLookup>,
+    /// Every effective leaf value (secrets redacted) with its source, in key order. When a value
+    /// could not be read into its type, the values as written.
+    pub values: Vec<(String, String, Source)>,
+    /// What [`LoadedConfig::warnings`] says (only the loading notes when no settings could be
+    /// typed).
+    pub warnings: Vec<String>,
+    /// Stock keys of bbb-webhooks 3.x files skipped quietly (see [`LoadedConfig::skipped`]).
+    pub skipped: Vec<(PathBuf, Vec<String>)>,
+    /// The configuration, or the first thing wrong with it.
+    pub result: Result<LoadedConfig, ConfigError>,
+}
+
+/// Reads every layer and checks the result, keeping going past the first problem so that
+/// everything else can still be shown: a file that cannot be read is left out, a variable that
+/// cannot be converted keeps its text, and the table falls back to the values as written.
+pub fn inspect(sources: &ConfigSources, needs: Needs) -> Inspection {
     let defaults = serde_json::to_value(Settings::default()).expect("settings serialize");
     let mut tree = defaults.clone();
     let mut origin = BTreeMap::new();
     let mut notes = Vec::new();
+    let mut skipped = Vec::new();
+    let mut files = Vec::new();
+    let mut first_error: Option<ConfigError> = None;
 
     for (path, required) in &sources.files {
-        let Some(file_tree) = read_yaml(path, *required)? else {
-            continue;
+        let file_tree = match read_yaml(path, *required) {
+            Ok(Some(file_tree)) => file_tree,
+            Ok(None) => {
+                let status = if path.exists() {
+                    FileStatus::Empty
+                } else {
+                    FileStatus::Missing
+                };
+                files.push(FileLookup::new(path, status));
+                continue;
+            }
+            Err(e) => {
+                files.push(FileLookup::new(path, FileStatus::Failed));
+                first_error.get_or_insert(e);
+                continue;
+            }
         };
-        let is_legacy = file_tree.contains_key("modules");
-        let (mut translated, mut file_notes) = legacy::translate(file_tree);
-        if is_legacy {
-            drop_unknown(&mut translated, &defaults, "", &mut file_notes);
+        let legacy = file_tree.contains_key("modules");
+        files.push(FileLookup::new(path, FileStatus::Read { legacy }));
+        let mut translation = legacy::translate(file_tree);
+        if legacy {
+            drop_unknown(&mut translation.tree, &defaults, "", &mut translation.notes);
         }
+        let shown = path.display();
         notes.extend(
-            file_notes
+            translation
+                .notes
                 .into_iter()
-                .map(|n| format!("{}: {n}", path.display())),
+                .map(|n| format!("{shown}: {n}")),
         );
+        if !translation.skipped.is_empty() {
+            skipped.push((path.clone(), translation.skipped));
+        }
         merge(
             &mut tree,
-            Value::Object(translated),
+            Value::Object(translation.tree),
             "",
             &mut origin,
             &Source::File(path.clone()),
@@ -194,11 +274,18 @@ fn load_checked(sources: &ConfigSources, need_secret: bool) -> Result<LoadedConf
 
     for item in env::read(&*sources.env) {
         let source = Source::Env(item.variable);
-        let value = item.value.map_err(|message| ConfigError::Invalid {
-            key: item.key.to_string(),
-            origin: source.clone(),
-            message,
-        })?;
+        let value = match item.value {
+            Ok(value) => value,
+            Err(message) => {
+                first_error.get_or_insert(ConfigError::Invalid {
+                    key: item.key.to_string(),
+                    origin: source.clone(),
+                    message,
+                });
+                // Shown as written; typing it fails again below, which changes nothing.
+                Value::String((sources.env)(item.variable).unwrap_or_default())
+            }
+        };
         set_dotted(&mut tree, item.key, value);
         origin.insert(item.key.to_string(), source);
     }
@@ -208,23 +295,147 @@ fn load_checked(sources: &ConfigSources, need_secret: bool) -> Result<LoadedConf
         }
     }
 
-    apply_properties(&mut tree, &mut origin, &sources.properties_files);
+    files.extend(apply_properties(
+        &mut tree,
+        &mut origin,
+        &sources.properties_files,
+    ));
 
-    let settings: Settings = serde_path_to_error::deserialize(tree).map_err(|e| {
-        let key = e.path().to_string();
-        ConfigError::Invalid {
-            origin: origin.get(&key).cloned().unwrap_or(Source::Default),
-            message: e.into_inner().to_string(),
-            key,
+    let typed: Result<Settings, ConfigError> = serde_path_to_error::deserialize(tree.clone())
+        .map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Invalid {
+                origin: origin.get(&key).cloned().unwrap_or(Source::Default),
+                message: e.into_inner().to_string(),
+                key,
+            }
+        });
+    let settings = match typed {
+        Ok(settings) => settings,
+        Err(e) => {
+            let error = first_error.unwrap_or(e);
+            return Inspection {
+                files,
+                values: describe_tree(&tree, &origin),
+                warnings: notes,
+                skipped,
+                result: Err(error),
+            };
         }
-    })?;
+    };
     let loaded = LoadedConfig {
         settings,
         sources: origin,
         notes,
+        skipped: skipped.clone(),
+        files: files.clone(),
     };
-    super::validate::validate(&loaded, need_secret)?;
-    Ok(loaded)
+    let values = loaded.describe();
+    let warnings = loaded.warnings();
+    let checked = match first_error {
+        Some(e) => Err(e),
+        None => super::validate::validate(&loaded, needs == Needs::Secret),
+    };
+    Inspection {
+        files,
+        values,
+        warnings,
+        skipped,
+        result: checked.map(|()| loaded),
+    }
+}
+
+/// One file looked for while loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLookup {
+    pub path: PathBuf,
+    /// A BigBlueButton properties file (else a YAML configuration file).
+    pub properties: bool,
+    pub status: FileStatus,
+}
+
+impl FileLookup {
+    fn new(path: &std::path::Path, status: FileStatus) -> Self {
+        FileLookup {
+            path: path.to_path_buf(),
+            properties: false,
+            status,
+        }
+    }
+}
+
+/// What came of looking for one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileStatus {
+    /// A YAML file, read; `legacy` when in the bbb-webhooks 3.x layout.
+    Read { legacy: bool },
+    /// A YAML file that exists but sets nothing (empty, or only comments).
+    Empty,
+    /// Not there.
+    Missing,
+    /// There, but unreadable or not YAML: the error says why.
+    Failed,
+    /// A BigBlueButton properties file these keys were taken from.
+    Used(Vec<&'static str>),
+    /// A BigBlueButton properties file, present, that nothing was needed from.
+    NotNeeded,
+}
+
+impl fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileStatus::Read { legacy: true } => f.write_str("read (bbb-webhooks 3.x layout)"),
+            FileStatus::Read { legacy: false } => f.write_str("read"),
+            FileStatus::Empty => f.write_str("present, sets nothing"),
+            FileStatus::Missing => f.write_str("not present"),
+            FileStatus::Failed => f.write_str("cannot be used (see the error)"),
+            FileStatus::Used(keys) => write!(f, "read: {}", keys.join(", ")),
+            FileStatus::NotNeeded => f.write_str("present, not needed"),
+        }
+    }
+}
+
+/// See [`LoadedConfig::skipped_line`].
+pub fn skipped_line(skipped: &[(PathBuf, Vec<String>)]) -> Option<String> {
+    (!skipped.is_empty()).then(|| {
+        skipped
+            .iter()
+            .map(|(path, keys)| format!("{}: {}", path.display(), keys.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Secrets that `describe` shows redacted, by dotted key.
+pub(super) const SECRET_KEYS: [&str; 3] =
+    ["bbb.sharedSecret", "redis.password", "hooks.signingSecret"];
+
+/// The leaves of an untyped tree as written, secrets redacted: the table when typing failed.
+fn describe_tree(tree: &Value, origin: &BTreeMap<String, Source>) -> Vec<(String, String, Source)> {
+    let mut leaves = Vec::new();
+    flatten(tree, String::new(), &mut leaves);
+    leaves
+        .into_iter()
+        .map(|(key, value)| {
+            let shown = if SECRET_KEYS.contains(&key.as_str()) && !value.is_null() {
+                Value::String("<redacted>".into()).to_string()
+            } else {
+                shown_value(&key, &value)
+            };
+            let source = origin.get(&key).cloned().unwrap_or(Source::Default);
+            (key, shown, source)
+        })
+        .collect()
+}
+
+/// A value as `describe` prints it: JSON, with a Redis URL's password replaced.
+fn shown_value(key: &str, value: &Value) -> String {
+    match (key, value.as_str()) {
+        ("redis.url" | "hooks.proxy", Some(url)) => {
+            Value::String(super::redact_url(url)).to_string()
+        }
+        _ => value.to_string(),
+    }
 }
 
 fn read_yaml(path: &PathBuf, required: bool) -> Result<Option<Map<String, Value>>, ConfigError> {
@@ -253,25 +464,47 @@ fn read_yaml(path: &PathBuf, required: bool) -> Result<Option<Map<String, Value>
 }
 
 /// The shared secret and the domain from BigBlueButton's own files, each only when no layer set
-/// it.
-fn apply_properties(tree: &mut Value, origin: &mut BTreeMap<String, Source>, files: &[PathBuf]) {
+/// it. Returns what came of each file.
+fn apply_properties(
+    tree: &mut Value,
+    origin: &mut BTreeMap<String, Source>,
+    files: &[PathBuf],
+) -> Vec<FileLookup> {
     let has_secret = tree
         .pointer("/bbb/sharedSecret")
         .and_then(Value::as_str)
         .is_some_and(|s| !s.is_empty());
     let has_domain = origin.contains_key("bbb.serverDomain");
-    if has_secret && has_domain {
-        return;
-    }
-    let found = properties::read(files);
+    let found = if has_secret && has_domain {
+        properties::BbbProperties::default()
+    } else {
+        properties::read(files)
+    };
+    let mut used: BTreeMap<PathBuf, Vec<&'static str>> = BTreeMap::new();
     if !has_secret && let Some((secret, path)) = found.secret {
         set_dotted(tree, "bbb.sharedSecret", Value::String(secret));
-        origin.insert("bbb.sharedSecret".into(), Source::Properties(path));
+        origin.insert("bbb.sharedSecret".into(), Source::Properties(path.clone()));
+        used.entry(path).or_default().push("bbb.sharedSecret");
     }
     if !has_domain && let Some((domain, path)) = found.domain {
         set_dotted(tree, "bbb.serverDomain", Value::String(domain));
-        origin.insert("bbb.serverDomain".into(), Source::Properties(path));
+        origin.insert("bbb.serverDomain".into(), Source::Properties(path.clone()));
+        used.entry(path).or_default().push("bbb.serverDomain");
     }
+    files
+        .iter()
+        .map(|path| {
+            let status = match used.remove(path) {
+                Some(keys) => FileStatus::Used(keys),
+                None if path.is_file() => FileStatus::NotNeeded,
+                None => FileStatus::Missing,
+            };
+            FileLookup {
+                properties: true,
+                ..FileLookup::new(path, status)
+            }
+        })
+        .collect()
 }
 
 /// Deep merge: objects merge key by key, anything else (arrays included) replaces. A `null` in
@@ -381,6 +614,8 @@ impl LoadedConfig {
             settings,
             sources: origin,
             notes: Vec::new(),
+            skipped: Vec::new(),
+            files: Vec::new(),
         };
         super::validate::validate(&loaded, true)?;
         Ok(loaded)
@@ -778,6 +1013,114 @@ xapi:
             err.contains("redis.url") && err.contains("config.yml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_invalid_value_still_gives_the_table_and_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yml");
+        std::fs::write(&file, "bbb:\n  sharedSecret: very-secret\n").unwrap();
+        let missing = dir.path().join("missing.yml");
+        let sources = ConfigSources {
+            files: vec![(missing.clone(), false), (file.clone(), false)],
+            env: Box::new(|name| (name == "REQUEST_TIMEOUT").then(|| "soon".to_string())),
+            properties_files: vec![dir.path().join("bbb-web.properties")],
+        };
+        let seen = inspect(&sources, Needs::Secret);
+        let err = seen.result.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"invalid value for hooks.requestTimeout (from env REQUEST_TIMEOUT): "soon" is not a whole number"#
+        );
+        let value = |key: &str| {
+            seen.values
+                .iter()
+                .find(|(k, _, _)| k == key)
+                .map(|(_, v, s)| (v.clone(), s.clone()))
+                .unwrap()
+        };
+        assert_eq!(
+            value("hooks.requestTimeout"),
+            ("\"soon\"".into(), Source::Env("REQUEST_TIMEOUT"))
+        );
+        assert_eq!(value("bbb.sharedSecret").0, "\"<redacted>\"");
+        assert_eq!(value("api.port"), ("3005".into(), Source::Default));
+        assert_eq!(
+            seen.files,
+            vec![
+                FileLookup::new(&missing, FileStatus::Missing),
+                FileLookup::new(&file, FileStatus::Read { legacy: false }),
+                // Looked for all the same, though nothing was needed from it.
+                FileLookup {
+                    properties: true,
+                    ..FileLookup::new(&dir.path().join("bbb-web.properties"), FileStatus::Missing)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_tools_that_only_publish_need_no_secret() {
+        let env = [("REDIS_PORT", "6390"), ("REDIS_PASSWORD", "pw")];
+        assert!(matches!(
+            load(&sources(&[], &env, &[])).unwrap_err(),
+            ConfigError::NoSecret
+        ));
+        let loaded = load_without_secret(&sources(&[], &env, &[])).unwrap();
+        assert_eq!(
+            loaded.settings.redis.connection_url(),
+            "redis://:pw@127.0.0.1:6390"
+        );
+        assert_eq!(
+            loaded.settings.redis.shown_url(),
+            "redis://:redacted@127.0.0.1:6390"
+        );
+        let seen = inspect(&sources(&[], &env, &[]), Needs::Secret);
+        assert!(seen.result.is_err());
+        assert!(
+            seen.values
+                .iter()
+                .any(|(k, v, _)| k == "redis.password" && v == "\"<redacted>\"")
+        );
+    }
+
+    #[test]
+    fn a_log_file_outside_the_units_directory_is_a_warning() {
+        let env = [("SHARED_SECRET", "s"), ("LOG_TO_FILE", "true")];
+        let loaded = load(&sources(&[], &env, &[])).unwrap();
+        assert_eq!(
+            loaded.settings.log.filename,
+            "/var/log/bbb-webhooks/bbb-webhooks.log"
+        );
+        assert!(loaded.warnings().is_empty(), "{:?}", loaded.warnings());
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("LOG_TO_FILE", "true"),
+            ("LOG_FILENAME", "/var/log/elsewhere.log"),
+        ];
+        let loaded = load(&sources(&[], &env, &[])).unwrap();
+        assert_eq!(loaded.warnings().len(), 1, "{:?}", loaded.warnings());
+        assert!(loaded.warnings()[0].contains("env LOG_FILENAME"));
+    }
+
+    #[test]
+    fn every_secret_is_redacted_in_the_table_of_values_as_written() {
+        let mut settings = Settings::default();
+        settings.bbb.shared_secret = Some(super::super::Secret::new("a"));
+        settings.redis.password = Some(super::super::Secret::new("b"));
+        settings.hooks.signing_secret = Some(super::super::Secret::new("c"));
+        let mut leaves = Vec::new();
+        flatten(
+            &serde_json::to_value(&settings).unwrap(),
+            String::new(),
+            &mut leaves,
+        );
+        let redacted: Vec<&str> = leaves
+            .iter()
+            .filter(|(_, v)| v == "<redacted>")
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(redacted, SECRET_KEYS.to_vec());
     }
 
     #[test]

@@ -29,7 +29,12 @@ pub use http_url::HttpUrl;
 /// The algorithm settings' type, at home in [`crate::checksum`].
 pub use crate::checksum::ChecksumAlgorithm;
 
-pub use load::{ConfigSources, EnvLookup, LoadedConfig, Source, load, load_without_secret};
+pub use env::variable_names;
+pub use load::{
+    ConfigSources, DEFAULT_FILES, EnvLookup, FileLookup, FileStatus, Inspection, LoadedConfig,
+    Needs, PACKAGED_LOG_DIR, ROOT_VARIABLE, Source, inspect, load, load_without_secret,
+    skipped_line,
+};
 pub use parse::{parse_bool, parse_list};
 pub use settings::*;
 
@@ -56,6 +61,17 @@ pub enum ConfigError {
          or install BigBlueButton (its bbb-web.properties securitySalt is used)"
     )]
     NoSecret,
+}
+
+/// `url` with its password (if any) replaced, for messages and `config check`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// A string that never shows up in logs or debug output.

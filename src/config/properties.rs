@@ -55,10 +55,6 @@ fn parse(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-pub fn default_files() -> Vec<PathBuf> {
-    DEFAULT_PROPERTIES_FILES.iter().map(PathBuf::from).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

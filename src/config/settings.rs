@@ -388,14 +388,22 @@ impl Default for LogSettings {
             level: "info".into(),
             stdout: true,
             file: false,
-            filename: "/var/log/bbb-webhooks.log".into(),
+            // The directory the systemd unit lets the service write (see `PACKAGED_LOG_DIR`).
+            filename: "/var/log/bbb-webhooks/bbb-webhooks.log".into(),
             format: LogFormat::Auto,
         }
     }
 }
 
+impl RedisSettings {
+    /// [`RedisSettings::connection_url`] with the password replaced: for messages.
+    pub fn shown_url(&self) -> String {
+        super::redact_url(&self.connection_url())
+    }
+}
+
 impl Settings {
-    /// The shared secret; `load` guarantees it is set.
+    /// The shared secret; `load` guarantees it is set (empty after `load_without_secret`).
     pub fn secret(&self) -> &str {
         self.bbb
             .shared_secret

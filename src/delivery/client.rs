@@ -113,6 +113,7 @@ pub struct CallbackClient {
 
 impl CallbackClient {
     pub fn new(settings: &Settings) -> Result<Self, reqwest::Error> {
+        crate::tls::install_crypto_provider();
         let timeout = settings.hooks.request_timeout;
         let guard = Arc::new(NetworkGuard::new(
             settings.hooks.deny_networks.clone(),

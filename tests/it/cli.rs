@@ -89,7 +89,7 @@ fn the_demo_says_how_to_get_a_redis() {
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(
-        err.contains("Redis is not answering on redis://127.0.0.1:1"),
+        err.contains("Redis at redis://127.0.0.1:1 (--redis-url) cannot be used"),
         "{err}"
     );
     assert!(err.contains("redis-server"), "{err}");

@@ -14,6 +14,7 @@ mod helpers;
 mod lanes;
 mod missed_meetings;
 mod ops;
+mod package_layout;
 mod pipeline;
 mod private_redis;
 mod supervision;

@@ -1,4 +1,5 @@
-//! A Redis server of a test's own, for tests that stop and restart Redis.
+//! A Redis server of a test's own, for tests that stop and restart Redis or need one with a
+//! password on a port of its own.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -6,14 +7,26 @@ use std::time::{Duration, Instant};
 
 pub struct PrivateRedis {
     pub port: u16,
+    /// `requirepass`, when the server wants one.
+    pub password: Option<String>,
     child: Mutex<Option<Child>>,
 }
 
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
+        PrivateRedis::start_with(None)
+    }
+
+    /// A server that refuses every command until `AUTH password`.
+    pub fn with_password(password: &str) -> PrivateRedis {
+        PrivateRedis::start_with(Some(password.to_string()))
+    }
+
+    fn start_with(password: Option<String>) -> PrivateRedis {
         let port = crate::helpers::free_port();
         let r = PrivateRedis {
             port,
+            password,
             child: Mutex::new(None),
         };
         r.restart();
@@ -21,22 +34,31 @@ impl PrivateRedis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Starts the server (again) on the same port, empty.
     pub fn restart(&self) {
+        let mut args: Vec<String> = [
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(p) = &self.password {
+            args.extend(["--requirepass".to_string(), p.clone()]);
+        }
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
