@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +63,7 @@ pub(super) async fn run(
         more: true,
         failed: stored.requests,
         failing,
-        in_flight: JoinSet::new(),
+        in_flight: FuturesUnordered::new(),
         multi_event,
     };
     worker.run().await;
@@ -94,7 +96,9 @@ struct Worker {
     /// Requests that failed and will be sent again as they were, by their first entry's id.
     failed: HashMap<String, FailedRequest>,
     failing: Option<Failing>,
-    in_flight: JoinSet<Sent>,
+    /// The requests out, polled by this task itself: no task per request, no cross-thread
+    /// wake-up per answer.
+    in_flight: FuturesUnordered<BoxFuture<'static, Sent>>,
     multi_event: usize,
 }
 
@@ -114,7 +118,7 @@ impl Worker {
                 // Let the requests out finish, until the pool's grace period is over.
                 loop {
                     let done = tokio::select! {
-                        done = self.in_flight.join_next() => done,
+                        done = self.in_flight.next() => done,
                         _ = self.abort.cancelled() => return,
                     };
                     let Some(done) = done else { return };
@@ -133,7 +137,7 @@ impl Worker {
                 .filter(|f| !f.probing && self.lanes.has_ready())
                 .map(|f| f.retry_at);
             let step = tokio::select! {
-                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.finished(done).await
                 }
                 _ = self.queue.appended() => {
@@ -223,7 +227,7 @@ impl Worker {
             crate::time::now_ms() / 1000,
         );
         let shared = self.shared.clone();
-        self.in_flight.spawn(async move {
+        self.in_flight.push(Box::pin(async move {
             let outcome = match shared.in_flight.acquire().await {
                 Ok(_permit) => {
                     let _counted = InFlight::new(&shared.metrics);
@@ -239,16 +243,10 @@ impl Worker {
                 probe,
                 outcome,
             }
-        });
+        }));
     }
 
-    async fn finished(&mut self, done: Result<Sent, tokio::task::JoinError>) -> Step {
-        let sent = match done {
-            Ok(sent) => sent,
-            // A request task that panicked takes the worker with it: the pool starts it again.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return Step::Next,
-        };
+    async fn finished(&mut self, sent: Sent) -> Step {
         match sent.outcome {
             Outcome::Delivered(_) => {
                 self.delivered(sent).await;
@@ -304,7 +302,8 @@ impl Worker {
         };
         self.failed.insert(head.clone(), request);
         self.lanes.put_back(sent.batch);
-        let m = &self.shared.metrics;
+        let shared = self.shared.clone();
+        let m = &shared.metrics;
         m.hook_failures
             .with_label_values(&[&self.hook.callback_url, &reason, &event])
             .inc();
@@ -351,7 +350,7 @@ impl Worker {
         }
     }
 
-    async fn store_failure(&self, failures: u32, head: &str, request: FailedRequest) {
+    async fn store_failure(&mut self, failures: u32, head: &str, request: FailedRequest) {
         if let Err(e) = self.queue.save_failure(failures, head, request).await {
             tracing::warn!(hook = %self.hook.id, error = %e, "cannot store the retry state");
         }
@@ -359,7 +358,7 @@ impl Worker {
 
     /// Removes this hook (memory, Redis; the pool then deletes the queue), retrying while Redis
     /// refuses.
-    async fn remove(&self, reason: &str) {
+    async fn remove(&mut self, reason: &str) {
         let mut delay = Duration::from_millis(200);
         while !self.abort.is_cancelled() {
             match self.shared.registry.remove(&self.hook.id).await {
