@@ -20,7 +20,7 @@
 //! * [`enqueuer`] runs mapping and [`routing`] in arrival order and appends each delivery to the
 //!   hook's durable [`queue`] before anything is sent.
 //! * [`queue`] owns what is queued: the streams, depths, drops, acknowledgements, wake-ups.
-//! * [`delivery`] drains each hook's queue in order, one request in flight per hook.
+//! * [`delivery`] drains each hook's queue: in order within each meeting, meetings in parallel.
 //! * [`hooks`] owns the registered callbacks; [`api`] is the BigBlueButton-style HTTP API on them.
 //! * [`app`] wires it together, supervises the tasks and owns start-up and shutdown order.
 //! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
