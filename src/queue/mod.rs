@@ -148,6 +148,9 @@ pub struct DeliveryQueue {
     hooks: Arc<StdRwLock<HashMap<String, Arc<HookState>>>>,
     metrics: Arc<Metrics>,
     readiness: Readiness,
+    /// Unbounded as a channel, bounded in fact: an entry is acknowledged once, and only after
+    /// a reader took it into its window (at most 1,024 per hook, and none are read while Redis
+    /// does not answer).
     acks: mpsc::UnboundedSender<Ack>,
 }
 
