@@ -127,6 +127,8 @@ impl Worker {
                     }
                 }
             }
+            // Requests first, then reading: the next request is out while Redis answers.
+            self.dispatch();
             if self.more && self.lanes.held() < WINDOW && !self.fill().await {
                 continue;
             }
