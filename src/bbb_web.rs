@@ -79,6 +79,7 @@ impl MeetingLookup {
     /// which every bbb-web accepts unless its operator turned it off.
     pub fn new(api_url: &str, secret: &str, metrics: Arc<Metrics>) -> Result<Self, LookupError> {
         let checksum = api_checksum(ChecksumAlgorithm::Sha1, "getMeetings", "", secret);
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("bbb-webhooks/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(TIMEOUT)
