@@ -161,6 +161,13 @@ impl MeetingLookup {
         self.count("not_found", wanted.len() - found);
     }
 
+    /// Whether anything found is still to be handed out (a cheap test before asking [`take`]).
+    ///
+    /// [`take`]: MeetingLookup::take
+    pub fn has_found(&self) -> bool {
+        !self.found.is_empty()
+    }
+
     /// What bbb-web listed of this meeting, once.
     pub fn take(&mut self, internal: &str) -> Option<MeetingInfo> {
         self.found.remove(internal)

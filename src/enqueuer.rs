@@ -32,7 +32,7 @@ use crate::health::Readiness;
 use crate::hooks::{Hook, HookRegistry};
 use crate::input::{IntakeReceiver, RawMessage};
 use crate::logging::RateLimit;
-use crate::mapping::{MapError, Mapper, Parsed};
+use crate::mapping::{MapError, Mapper, MeetingRole, Parsed};
 use crate::metrics::Metrics;
 use crate::queue::{Append, Appends, DeliveryQueue};
 use crate::routing::{Filters, route};
@@ -220,14 +220,16 @@ impl Enqueuer {
         let mut created: Vec<&str> = Vec::new();
         let mut unknown: Vec<&str> = Vec::new();
         for p in parsed.iter().flatten() {
-            if let Some(m) = p.creates_meeting() {
-                created.push(m);
-            } else if let Some(m) = p.meeting_to_look_up()
-                && state.external_meeting_id(m).is_none()
-                && !created.contains(&m)
-                && !unknown.contains(&m)
-            {
-                unknown.push(m);
+            match p.meeting() {
+                MeetingRole::Creates(m) => created.push(m),
+                MeetingRole::Names(m)
+                    if state.external_meeting_id(m).is_none()
+                        && !created.contains(&m)
+                        && !unknown.contains(&m) =>
+                {
+                    unknown.push(m)
+                }
+                _ => {}
             }
         }
         if !unknown.is_empty() {
@@ -238,10 +240,11 @@ impl Enqueuer {
     /// Records what bbb-web listed of the meeting this message names, if the state still does
     /// not know it: the same mapping `meeting-created` would have made, persisted the same way.
     fn learn_missed_meeting(&mut self, parsed: &Parsed, now: u64) {
-        let Some(lookup) = self.lookup.as_mut() else {
+        // Nothing found to hand out (the usual case): no need to read the message again.
+        let Some(lookup) = self.lookup.as_mut().filter(|l| l.has_found()) else {
             return;
         };
-        let Some(m) = parsed.meeting_to_look_up() else {
+        let MeetingRole::Names(m) = parsed.meeting() else {
             return;
         };
         if self.mapper.state.external_meeting_id(m).is_some() {

@@ -183,7 +183,7 @@ impl Mapper {
 }
 
 /// A raw message read as JSON, not mapped yet. What comes before mapping may ask it which
-/// meeting it names ([`Parsed::meeting_to_look_up`]) and learn about that meeting first.
+/// meeting it names ([`Parsed::meeting`]) and learn about that meeting first.
 pub struct Parsed<'a> {
     text: &'a str,
     root: Value,
@@ -210,24 +210,38 @@ impl<'a> Parsed<'a> {
         Ok(Parsed { text, root })
     }
 
-    /// The internal meeting id of a 2.x–3.x message that produces events about a meeting that
-    /// should already be known (not its creation, not a recording's afterlife): the meeting to
-    /// ask BigBlueButton about when the state does not know it.
-    pub fn meeting_to_look_up(&self) -> Option<&str> {
-        let msg = Message::classify(&self.root, self.text).ok()?;
-        let wanted = msg.shape == Shape::Envelope
+    /// What the message says of its meeting, read once.
+    pub fn meeting(&self) -> MeetingRole<'_> {
+        let Ok(msg) = Message::classify(&self.root, self.text) else {
+            return MeetingRole::Neither;
+        };
+        let Some(id) = msg.meeting_id() else {
+            return MeetingRole::Neither;
+        };
+        if matches!(msg.name, "MeetingCreatedEvtMsg" | "meeting_created_message") {
+            MeetingRole::Creates(id)
+        } else if msg.shape == Shape::Envelope
             && HANDLERS.0.contains_key(msg.name)
-            && !NO_LOOKUP.contains(&msg.name);
-        if wanted { msg.meeting_id() } else { None }
+            && !NO_LOOKUP.contains(&msg.name)
+        {
+            MeetingRole::Names(id)
+        } else {
+            MeetingRole::Neither
+        }
     }
+}
 
-    /// The internal id of the meeting this message creates, if it creates one.
-    pub fn creates_meeting(&self) -> Option<&str> {
-        let msg = Message::classify(&self.root, self.text).ok()?;
-        matches!(msg.name, "MeetingCreatedEvtMsg" | "meeting_created_message")
-            .then(|| msg.meeting_id())
-            .flatten()
-    }
+/// The meeting a message is about (internal id), as far as looking it up goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeetingRole<'a> {
+    /// The message creates this meeting.
+    Creates(&'a str),
+    /// A 2.x–3.x message that produces events about a meeting that should already be known (not
+    /// its creation, not a recording's afterlife): the meeting to ask BigBlueButton about when
+    /// the state does not know it.
+    Names(&'a str),
+    /// Neither: no meeting, or one that need not be known beforehand.
+    Neither,
 }
 
 /// `{"data":{"id":X,…}}` with X one of our ids: delivered unchanged (exact bytes).

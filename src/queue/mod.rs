@@ -127,10 +127,6 @@ impl<'a> Appends<'a> {
     pub fn push(&mut self, hook: &'a str, append: Append<'a>) {
         self.by_hook.entry(hook).or_default().push(append);
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_hook.is_empty()
-    }
 }
 
 /// An acknowledgement: these entries of `hook`'s queue are done.
