@@ -45,26 +45,23 @@ fn print(inspection: &Inspection, out: &mut dyn Write) -> std::io::Result<()> {
         .map(|f| f.path.display().to_string().chars().count())
         .max()
         .unwrap_or(0);
-    writeln!(out, "Configuration files, later ones win:")?;
-    for f in &yaml {
-        writeln!(
-            out,
-            "  {:path_width$}  {}",
-            f.path.display().to_string(),
-            f.status
-        )?;
-    }
-    writeln!(
-        out,
-        "BigBlueButton's properties, for a shared secret or domain that nothing above sets:"
-    )?;
-    for f in &properties {
-        writeln!(
-            out,
-            "  {:path_width$}  {}",
-            f.path.display().to_string(),
-            f.status
-        )?;
+    let groups = [
+        ("Configuration files, later ones win:", &yaml),
+        (
+            "BigBlueButton's properties, for a shared secret or domain that nothing above sets:",
+            &properties,
+        ),
+    ];
+    for (heading, files) in groups {
+        writeln!(out, "{heading}")?;
+        for f in files {
+            writeln!(
+                out,
+                "  {:path_width$}  {}",
+                f.path.display().to_string(),
+                f.status
+            )?;
+        }
     }
     writeln!(out)?;
 
