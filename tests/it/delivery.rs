@@ -1,6 +1,5 @@
 //! End to end: messages published on Redis → the service → real HTTP receivers on loopback.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,20 +15,9 @@ use crate::helpers::*;
 async fn queued_up_to(env: &Env, hook: &str, text: &str) -> bool {
     let queue = env.key(&format!("rs:queue:{hook}"));
     eventually(WAIT, || async {
-        let mut c = env.redis().await;
-        let newest: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
-            .arg(&queue)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut c)
+        newest_queued_payload(env, &queue)
             .await
-            .unwrap_or_default();
-        newest
-            .first()
-            .and_then(|(_, f)| f.get("p"))
-            .is_some_and(|p| serde_json::from_str::<Value>(p).is_ok_and(|e| chat_text(&e) == text))
+            .is_some_and(|p| serde_json::from_str::<Value>(&p).is_ok_and(|e| chat_text(&e) == text))
     })
     .await
 }
@@ -400,17 +388,7 @@ async fn routing_by_scope_filter_and_raw() {
 async fn a_backlog_travels_in_batches_with_multi_event() {
     // The receiver holds the first request until the test opens the gate.
     let gate = Arc::new(Notify::new());
-    let rx = Receiver::with({
-        let gate = gate.clone();
-        move |_, n| {
-            if n == 0 {
-                Reply::ok().held(&gate)
-            } else {
-                Reply::ok()
-            }
-        }
-    })
-    .await;
+    let rx = receiver_holding_first(&gate).await;
     // The held request must not time out (and be retried) while the test fills the queue.
     let env = Env::new("dl-multi")
         .with("hooks.multiEvent", json!(4))
@@ -469,17 +447,7 @@ async fn a_full_queue_drops_the_oldest_with_a_warning_metric() {
     // of up to 1,024 entries in memory (those are delivered); beyond it the stream is capped.
     const N: usize = 1500;
     let gate = Arc::new(Notify::new());
-    let rx = Receiver::with({
-        let gate = gate.clone();
-        move |_, n| {
-            if n == 0 {
-                Reply::ok().held(&gate)
-            } else {
-                Reply::ok()
-            }
-        }
-    })
-    .await;
+    let rx = receiver_holding_first(&gate).await;
     let env = Env::new("dl-full")
         .with("hooks.queueSize", json!(50))
         .with("hooks.multiEvent", json!(100))

@@ -9,6 +9,7 @@
 //! `ts` of `"now"` matches any time within the replay.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use bbb_webhooks::mapping::{Mapper, catalog};
@@ -125,12 +126,14 @@ fn every_fixture_maps_to_exactly_its_expected_events() {
     );
 }
 
-#[test]
-fn the_map_command_prints_the_fixture_events() {
-    let input = root().join("tests/fixtures/bbb-3.0-meeting/input.jsonl");
+/// Runs the binary with `args` (a `map` command) and `envs`, and parses each line it prints.
+/// No shared secret anywhere (map signs nothing and needs none), no metadata setting but `envs`'.
+fn run_map(args: &[&OsStr], envs: &[(&str, &str)]) -> Vec<Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
-        .args(["map", "--per-message"])
-        .arg(&input)
+        .args(args)
+        .env_remove("SHARED_SECRET")
+        .env_remove("INCLUDE_MEETING_METADATA")
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -138,11 +141,20 @@ fn the_map_command_prints_the_fixture_events() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let got: Vec<Value> = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_map_command_prints_the_fixture_events() {
+    let input = root().join("tests/fixtures/bbb-3.0-meeting/input.jsonl");
+    let got = run_map(
+        &["map".as_ref(), "--per-message".as_ref(), input.as_os_str()],
+        &[],
+    );
     let want: Vec<Value> = lines(&root().join("tests/fixtures/bbb-3.0-meeting/expected.jsonl"))
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -283,26 +295,9 @@ fn meeting_metadata_is_one_more_key_when_asked_and_nothing_when_not() {
 fn the_map_command_reads_the_configuration_serve_reads() {
     let input = root().join("tests/fixtures/bbb-2.6-new-events/input.jsonl");
     let run = |args: &[&str], envs: &[(&str, &str)]| -> Vec<Value> {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
-            .args(args)
-            .arg("map")
-            .arg(&input)
-            // No shared secret anywhere: map signs nothing and needs none.
-            .env_remove("SHARED_SECRET")
-            .env_remove("INCLUDE_MEETING_METADATA")
-            .envs(envs.iter().copied())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        let mut all: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        all.extend(["map".as_ref(), input.as_os_str()]);
+        run_map(&all, envs)
     };
     let metadata = |events: &[Value]| -> usize {
         events

@@ -495,6 +495,36 @@ async fn record(
     }
 }
 
+/// The payload (`p`) of the newest entry of the queue stream `queue`; `None` when it is empty,
+/// missing or unreadable.
+pub async fn newest_queued_payload(env: &Env, queue: &str) -> Option<String> {
+    let mut c = env.redis().await;
+    let newest: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XREVRANGE")
+        .arg(queue)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut c)
+        .await
+        .unwrap_or_default();
+    newest.into_iter().next()?.1.remove("p")
+}
+
+/// A receiver that holds its first request on each path until the test calls
+/// `gate.notify_one()`, and answers every other request at once.
+pub async fn receiver_holding_first(gate: &Arc<Notify>) -> Receiver {
+    let gate = gate.clone();
+    Receiver::with(move |_, n| {
+        if n == 0 {
+            Reply::ok().held(&gate)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await
+}
+
 /// Polls `check` every 20 ms until it is true or `timeout` passes.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where

@@ -300,18 +300,8 @@ async fn kill_9_during_parallel_delivery_loses_nothing_per_meeting() {
         async move {
             let mut c = env.redis().await;
             let len: usize = c.xlen(&queue).await.unwrap_or(0);
-            let newest: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
-                .arg(&queue)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut c)
+            let queued_last = newest_queued_payload(&env, &queue)
                 .await
-                .unwrap_or_default();
-            let queued_last = newest
-                .first()
-                .and_then(|(_, f)| f.get("p"))
                 .is_some_and(|p| p.contains(&last));
             delivered > 50 && len > 300 && (queued_last || delivered_last)
         }
