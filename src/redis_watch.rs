@@ -2,9 +2,9 @@
 //! whether it still holds the service's data.
 //!
 //! At start the service writes an **epoch** (`<ownPrefix>:epoch`, a random id) unless one is
-//! there. Every second the watcher PINGs Redis and reads the epoch back. A Redis that answers
-//! without it (restarted without persistence, flushed, replaced) has lost everything the service
-//! stored: hooks, mappings, queued events. The watcher logs an error, counts it
+//! there. Every second the watcher reads the epoch back (the read is also the liveness check). A
+//! Redis that answers without it (restarted without persistence, flushed, replaced) has lost
+//! everything the service stored: hooks, mappings, queued events. The watcher logs an error, counts it
 //! (`bbb_webhooks_redis_data_lost_total`), writes the epoch again and raises the data-loss
 //! counter it shares; the enqueuer then rewrites what memory still holds. The watcher repairs
 //! nothing itself and does not know what is stored.
@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 
 /// How often Redis is checked.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reads the epoch, writing a new one when there is none; returns it.
 pub async fn claim_epoch(conn: &ConnectionManager, keys: &Keys) -> redis::RedisResult<String> {
@@ -62,11 +62,8 @@ impl RedisWatch {
                 _ = tick.tick() => {}
             }
             let mut c = conn.clone();
-            let read = tokio::time::timeout(PING_TIMEOUT, async {
-                redis::cmd("PING").query_async::<()>(&mut c).await?;
-                c.get::<_, Option<String>>(keys.epoch()).await
-            })
-            .await;
+            let read =
+                tokio::time::timeout(CHECK_TIMEOUT, c.get::<_, Option<String>>(keys.epoch())).await;
             let stored = match read {
                 Ok(Ok(stored)) => stored,
                 Ok(Err(e)) => {
@@ -78,7 +75,7 @@ impl RedisWatch {
                 }
                 Err(_) => {
                     if readiness.get().redis {
-                        tracing::warn!("Redis does not answer within {PING_TIMEOUT:?}");
+                        tracing::warn!("Redis does not answer within {CHECK_TIMEOUT:?}");
                     }
                     readiness.set_redis(false);
                     continue;
