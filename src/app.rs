@@ -155,6 +155,8 @@ pub async fn start_with_grace(
     config: LoadedConfig,
     grace: Duration,
 ) -> Result<RunningApp, AppError> {
+    // Before any HTTP client of this process is built, the service's or an embedder's.
+    crate::tls::install_crypto_provider();
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }

@@ -42,6 +42,9 @@ impl Env {
 
     /// An environment on another Redis server (a test's [`crate::private_redis::PrivateRedis`]).
     pub fn on(name: &str, redis_url: &str) -> Env {
+        // The test's own HTTP clients (reqwest::get, receivers' callers) need the process's TLS
+        // provider, whether or not an app was started in this process yet.
+        bbb_webhooks::tls::install_crypto_provider();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("test:{name}:{}", &id[..12]);
         Env {
@@ -675,6 +678,8 @@ impl Service {
     }
 
     pub async fn wait_ready(&self) {
+        // The first HTTP client of a test that starts only the binary: see `Env::on`.
+        bbb_webhooks::tls::install_crypto_provider();
         let url = format!("{}/ready", self.base);
         let ready = eventually(Duration::from_secs(20), || {
             let url = url.clone();
