@@ -25,6 +25,7 @@
 //! * [`app`] wires it together, supervises the tasks and owns start-up and shutdown order.
 //! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
 //! * [`bbb_web`] asks bbb-web about meetings the service missed, for the enqueuer.
+//! * [`cluster`] names the cluster Redis's keys and the format forwarders and relays share.
 //!
 //! Imports follow the data: a stage imports the type it receives (`input::RawMessage`), the
 //! queue it writes to or reads from, and the side modules; never a later stage past the queue,
@@ -34,6 +35,7 @@ pub mod api;
 pub mod app;
 pub mod bbb_web;
 pub mod checksum;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod enqueuer;
