@@ -26,6 +26,9 @@
 //! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
 //! * [`bbb_web`] asks bbb-web about meetings the service missed, for the enqueuer.
 //! * [`cluster`] names the cluster Redis's keys and the format forwarders and relays share.
+//! * [`forward`] is `bbb-webhooks forward`: a server's channels to its cluster ingest stream,
+//!   through a local buffer while the cluster Redis is away (takes input's hand-off, like the
+//!   enqueuer).
 //!
 //! Imports follow the data: a stage imports the type it receives (`input::RawMessage`), the
 //! queue it writes to or reads from, and the side modules; never a later stage past the queue,
@@ -41,6 +44,7 @@ pub mod delivery;
 pub mod enqueuer;
 pub mod event;
 pub mod fault;
+pub mod forward;
 pub mod health;
 pub mod hooks;
 pub mod input;

@@ -135,6 +135,12 @@ impl IdClock {
         IdClock { last: floor }
     }
 
+    /// Keeps the next ids above `floor` too (an id found in use after the start, such as the
+    /// cluster stream's last one once it answers again).
+    pub fn raise_to(&mut self, floor: (u64, u64)) {
+        self.last = self.last.max(floor);
+    }
+
     pub fn next(&mut self, now_ms: u64) -> String {
         self.last = if now_ms > self.last.0 {
             (now_ms, 0)
@@ -156,6 +162,10 @@ mod tests {
         assert_eq!(c.next(1000), "1000-6");
         assert_eq!(c.next(1001), "1001-0");
         assert_eq!(c.next(5), "1001-1");
+        c.raise_to((1000, 9));
+        assert_eq!(c.next(5), "1001-2", "a lower floor changes nothing");
+        c.raise_to((2000, 3));
+        assert_eq!(c.next(5), "2000-4");
     }
 
     #[test]

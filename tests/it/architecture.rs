@@ -17,7 +17,7 @@ enum Place {
 fn place(module: &str) -> Place {
     match module {
         "input" => Place::Stage(0),
-        "enqueuer" | "mapping" | "routing" | "state" | "event" => Place::Stage(1),
+        "enqueuer" | "mapping" | "routing" | "state" | "event" | "forward" => Place::Stage(1),
         "queue" => Place::Stage(2),
         "delivery" => Place::Stage(3),
         "app" => Place::Top,

@@ -9,6 +9,7 @@ mod crash;
 mod delivery;
 mod docs;
 mod fixtures;
+mod forward;
 mod hardening;
 mod helpers;
 mod lanes;

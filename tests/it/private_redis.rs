@@ -9,6 +9,8 @@ pub struct PrivateRedis {
     pub port: u16,
     /// `requirepass`, when the server wants one.
     pub password: Option<String>,
+    /// More `redis-server` arguments (`--replicaof …`).
+    extra: Vec<String>,
     child: Mutex<Option<Child>>,
 }
 
@@ -22,11 +24,21 @@ impl PrivateRedis {
         PrivateRedis::start_with(Some(password.to_string()))
     }
 
+    /// A server started with more arguments.
+    pub fn with_args(extra: &[&str]) -> PrivateRedis {
+        PrivateRedis::start_full(None, extra.iter().map(|a| a.to_string()).collect())
+    }
+
     fn start_with(password: Option<String>) -> PrivateRedis {
+        PrivateRedis::start_full(password, Vec::new())
+    }
+
+    fn start_full(password: Option<String>, extra: Vec<String>) -> PrivateRedis {
         let port = crate::helpers::free_port();
         let r = PrivateRedis {
             port,
             password,
+            extra,
             child: Mutex::new(None),
         };
         r.restart();
@@ -57,6 +69,7 @@ impl PrivateRedis {
         if let Some(p) = &self.password {
             args.extend(["--requirepass".to_string(), p.clone()]);
         }
+        args.extend(self.extra.iter().cloned());
         let child = Command::new("redis-server")
             .args(&args)
             .stdout(Stdio::null())
