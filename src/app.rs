@@ -238,6 +238,24 @@ async fn run_core(
     let settings = ctx.settings.clone();
     let metrics = ctx.metrics.clone();
     let keys = Keys::new(&settings.redis.keys);
+    // With Sentinels: the primary they name now. The connections stay with it, so a failover
+    // stops the service (the "Sentinel watch" ends) and the next start asks them again.
+    let client = if settings.redis.sentinels.is_empty() {
+        client
+    } else {
+        let target = settings.redis.target();
+        let Some(primary) = redis_conn::resolve_when_ready(&target, &shutdown).await else {
+            return;
+        };
+        let watch = redis_conn::primary_changed(
+            target,
+            primary.clone(),
+            shutdown.clone(),
+            redis_conn::PRIMARY_CHECK_EVERY,
+        );
+        supervisor.critical("Sentinel watch", watch);
+        primary
+    };
     let Some(conn) = redis_conn::connect_when_ready(&client, &shutdown).await else {
         return;
     };

@@ -103,6 +103,62 @@ impl RedisTarget {
     }
 }
 
+/// How often a Sentinel target's primary is asked for by [`primary_changed`].
+pub const PRIMARY_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// For services that keep long-lived connections ([`ConnectionManager`] reconnects to the
+/// address it started with): the client of the primary the Sentinels name, once they name one
+/// (logging while they do not). `None` only when `shutdown` fires first.
+pub async fn resolve_when_ready(
+    target: &RedisTarget,
+    shutdown: &CancellationToken,
+) -> Option<redis::Client> {
+    let mut delay = Duration::from_millis(100);
+    let mut last_log: Option<tokio::time::Instant> = None;
+    loop {
+        match target.client().await {
+            Ok(client) => return Some(client),
+            Err(e) => {
+                if last_log.is_none_or(|t| t.elapsed() >= WAIT_LOG_EVERY) {
+                    tracing::warn!(redis = %target.shown(), error = %e, "waiting for the Sentinels to name the Redis primary");
+                    last_log = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Returns once the Sentinels name a primary other than `current`'s (a failover), or when
+/// `shutdown` fires. A caller that cannot follow a failover itself stops then, for its service
+/// manager to start it again: the new start asks the Sentinels again, like after a restart of
+/// Redis. Sentinels that do not answer change nothing.
+pub async fn primary_changed(
+    target: RedisTarget,
+    current: redis::Client,
+    shutdown: CancellationToken,
+    every: Duration,
+) {
+    let current = current.get_connection_info().addr().to_string();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Ok(now) = target.client().await {
+            let now = now.get_connection_info().addr().to_string();
+            if now != current {
+                tracing::warn!(from = %current, to = %now, "the Sentinels name another Redis primary (a failover)");
+                return;
+            }
+        }
+    }
+}
+
 fn timed_out(what: &'static str) -> redis::RedisError {
     redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
 }

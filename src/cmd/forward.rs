@@ -27,7 +27,10 @@ pub async fn run(_args: Args, config_file: Option<PathBuf>) -> anyhow::Result<Ex
     let running = forward::start(forward_config)
         .await
         .context("cannot start the forwarder")?;
-    tracing::info!(version = bbb_webhooks::VERSION, "bbb-webhooks forward started");
+    tracing::info!(
+        version = bbb_webhooks::VERSION,
+        "bbb-webhooks forward started"
+    );
     let token = running.shutdown_token();
     tokio::spawn(async move {
         super::serve::wait_for_signal().await;

@@ -104,7 +104,11 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("CLUSTER_PREFIX", "cluster.prefix", Kind::Text),
     ("FORWARD_TO", "forward.to", Kind::Text),
     ("FORWARD_SENTINELS", "forward.sentinels", Kind::List),
-    ("FORWARD_SENTINEL_MASTER", "forward.sentinelMaster", Kind::Text),
+    (
+        "FORWARD_SENTINEL_MASTER",
+        "forward.sentinelMaster",
+        Kind::Text,
+    ),
     ("FORWARD_SERVER", "forward.server", Kind::Text),
     ("FORWARD_BIND", "forward.bind", Kind::Text),
     ("FORWARD_PORT", "forward.port", Kind::Number),

@@ -222,10 +222,17 @@ impl ForwardSettings {
     /// The cluster Redis; `None` when neither `forward.to` nor `forward.sentinels` is set.
     pub fn target(&self) -> Option<RedisTarget> {
         if self.sentinels.is_empty() {
-            return self.to.as_ref().map(|u| RedisTarget::Url(u.as_str().into()));
+            return self
+                .to
+                .as_ref()
+                .map(|u| RedisTarget::Url(u.as_str().into()));
         }
         Some(RedisTarget::Sentinel {
-            sentinels: self.sentinels.iter().map(|s| (s.host.clone(), s.port)).collect(),
+            sentinels: self
+                .sentinels
+                .iter()
+                .map(|s| (s.host.clone(), s.port))
+                .collect(),
             master: self.sentinel_master.clone(),
             url: self.to.as_ref().map(|u| u.as_str().to_string()),
         })

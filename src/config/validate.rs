@@ -74,7 +74,10 @@ pub(super) fn validate(config: &LoadedConfig, need_secret: bool) -> Result<(), C
         ),
     ] {
         if !sentinels.is_empty() && master.trim().is_empty() {
-            return Err(fail(key, "must name the primary the Sentinels watch".into()));
+            return Err(fail(
+                key,
+                "must name the primary the Sentinels watch".into(),
+            ));
         }
     }
     if !s.prometheus.path.starts_with('/') {

@@ -334,10 +334,7 @@ fn http(
         .into_future()
 }
 
-fn json(
-    code: axum::http::StatusCode,
-    body: &serde_json::Value,
-) -> axum::response::Response {
+fn json(code: axum::http::StatusCode, body: &serde_json::Value) -> axum::response::Response {
     use axum::response::IntoResponse;
     (
         code,

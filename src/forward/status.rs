@@ -141,7 +141,10 @@ mod tests {
         s.local_writable = false;
         let (ready, body) = answer(&s, true);
         assert!(!ready);
-        assert!(body["reason"].as_str().unwrap().contains("neither"), "{body}");
+        assert!(
+            body["reason"].as_str().unwrap().contains("neither"),
+            "{body}"
+        );
         s.local_writable = true;
         s.failed = Some("writer");
         assert!(!answer(&s, true).0);

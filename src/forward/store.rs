@@ -102,9 +102,12 @@ pub async fn append(
     })
 }
 
+/// Entries as `XRANGE`/`XREVRANGE` answer them.
+pub type StreamReply = Vec<(String, Vec<(String, Value)>)>;
+
 /// The last id of a stream (`(0, 0)` when it is empty or absent).
 pub async fn last_id(conn: &mut MultiplexedConnection, key: &str) -> RedisResult<(u64, u64)> {
-    let reply: Vec<(String, Vec<(String, Value)>)> = redis::cmd("XREVRANGE")
+    let reply: StreamReply = redis::cmd("XREVRANGE")
         .arg(key)
         .arg("+")
         .arg("-")
@@ -131,7 +134,7 @@ pub async fn oldest(
     key: &str,
     count: usize,
 ) -> RedisResult<Vec<Read>> {
-    let reply: Vec<(String, Vec<(String, Value)>)> = redis::cmd("XRANGE")
+    let reply: StreamReply = redis::cmd("XRANGE")
         .arg(key)
         .arg("-")
         .arg("+")

@@ -276,8 +276,8 @@ impl Writer {
         let (key, cap) = (self.buffer_key.clone(), Cap::Exactly(self.plan.buffer_cap));
         let outcome = match self.local_connection().await {
             Ok(c) => store::append(c, &key, cap, &batch)
-            .await
-            .map_err(|e| e.to_string()),
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         let error = match outcome {
@@ -357,10 +357,7 @@ impl Writer {
         }
         let mut done_ids: Vec<String> = Vec::new();
         for bad in &unusable {
-            self.metrics
-                .dropped
-                .with_label_values(&["malformed"])
-                .inc();
+            self.metrics.dropped.with_label_values(&["malformed"]).inc();
             if let Some(held_back) = MALFORMED_LOG.check() {
                 tracing::error!(error = %bad, similar_held_back = held_back, "an unreadable entry in the local buffer: deleted");
             }
@@ -442,19 +439,18 @@ impl Writer {
                 .with_label_values(&["cluster"])
                 .inc();
         }
-        let setup: redis::RedisResult<(u64, Vec<(String, Vec<(String, redis::Value)>)>)> =
-            redis::pipe()
-                .cmd("SADD")
-                .arg(&servers)
-                .arg(&self.plan.server)
-                .cmd("XREVRANGE")
-                .arg(&self.ingest_key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(c.conn)
-                .await;
+        let setup: redis::RedisResult<(u64, store::StreamReply)> = redis::pipe()
+            .cmd("SADD")
+            .arg(&servers)
+            .arg(&self.plan.server)
+            .cmd("XREVRANGE")
+            .arg(&self.ingest_key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(c.conn)
+            .await;
         match setup {
             Ok((_, top)) => {
                 if let Some(top) = top.first().and_then(|(id, _)| crate::cluster::parse_id(id)) {

@@ -85,7 +85,10 @@ async fn ready(f: &RunningForwarder) -> (u16, Json) {
         .await
         .unwrap();
     let code = r.status().as_u16();
-    (code, serde_json::from_str(&r.text().await.unwrap()).unwrap())
+    (
+        code,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap(),
+    )
 }
 
 /// The samples of `/metrics`, by name with labels.
@@ -106,8 +109,7 @@ async fn metrics(addr: impl std::fmt::Display) -> BTreeMap<String, f64> {
 }
 
 fn metric(m: &BTreeMap<String, f64>, name: &str) -> f64 {
-    *m.get(name)
-        .unwrap_or_else(|| panic!("no {name} in {m:#?}"))
+    *m.get(name).unwrap_or_else(|| panic!("no {name} in {m:#?}"))
 }
 
 async fn started(config: ForwardConfig) -> RunningForwarder {
@@ -176,7 +178,11 @@ async fn messages_arrive_byte_for_byte_with_server_channel_and_time() {
         .unwrap();
     assert_eq!(servers, vec![SERVER.to_string()]);
     let (code, body) = ready(&f).await;
-    assert_eq!((code, &body["buffering"]), (200, &Json::Bool(false)), "{body}");
+    assert_eq!(
+        (code, &body["buffering"]),
+        (200, &Json::Bool(false)),
+        "{body}"
+    );
     let m = metrics(f.addr).await;
     assert_eq!(metric(&m, "bbb_webhooks_forward_forwarded_total"), 3.0);
     assert_eq!(metric(&m, "bbb_webhooks_forward_buffered_total"), 0.0);
@@ -206,7 +212,10 @@ async fn while_the_cluster_redis_is_down_messages_wait_in_the_buffer_and_arrive_
         xlen(REDIS_URL, &buffer).await
     );
     let (code, body) = ready(&f).await;
-    assert_eq!(code, 200, "buffering to a writable local Redis is ready: {body}");
+    assert_eq!(
+        code, 200,
+        "buffering to a writable local Redis is ready: {body}"
+    );
     assert_eq!(body["buffering"], true, "{body}");
     assert_eq!(body["bufferDepth"], N, "{body}");
     assert!(body["clusterError"].is_string(), "{body}");
@@ -235,10 +244,17 @@ async fn while_the_cluster_redis_is_down_messages_wait_in_the_buffer_and_arrive_
         .chain(messages("after", 50))
         .map(|m| String::from_utf8(m).unwrap())
         .collect();
-    assert_eq!(got, want, "in order, the buffered ones before the newer ones");
+    assert_eq!(
+        got, want,
+        "in order, the buffered ones before the newer ones"
+    );
     assert_eq!(xlen(REDIS_URL, &buffer).await, 0, "the buffer is empty");
     let (code, body) = ready(&f).await;
-    assert_eq!((code, &body["buffering"]), (200, &Json::Bool(false)), "{body}");
+    assert_eq!(
+        (code, &body["buffering"]),
+        (200, &Json::Bool(false)),
+        "{body}"
+    );
     let m = metrics(f.addr).await;
     assert_eq!(
         metric(&m, "bbb_webhooks_forward_forwarded_total"),
@@ -350,7 +366,12 @@ async fn entries_sent_before_a_crash_but_not_trimmed_are_refused_as_duplicates()
     assert_eq!(metric(&m, "bbb_webhooks_forward_forwarded_total"), 60.0);
     // New messages get ids above the old ones.
     publish(REDIS_URL, &env.channel, &[b"m100".to_vec()]).await;
-    assert!(eventually(WAIT, || async { xlen(&cluster.url(), &ingest).await == 101 }).await);
+    assert!(
+        eventually(WAIT, || async {
+            xlen(&cluster.url(), &ingest).await == 101
+        })
+        .await
+    );
     assert_exactly_once_in_order(&entries(&cluster.url(), &ingest).await, 101);
     f.shutdown().await.unwrap();
 }
@@ -512,8 +533,21 @@ async fn after_a_sentinel_failover_the_forwarder_writes_to_the_new_primary() {
         master: "mymaster".into(),
         url: None,
     };
-    let f = started(config(&env, target)).await;
+    let f = started(config(&env, target.clone())).await;
     let ingest = ClusterKeys::new(&env.prefix).ingest(SERVER);
+    // What `serve` does with `redis.sentinels`: it notices the failover (and stops, to be
+    // started again).
+    let first = target.client().await.unwrap();
+    assert_eq!(
+        first.get_connection_info().addr().to_string(),
+        format!("127.0.0.1:{}", primary.port)
+    );
+    let watch = tokio::spawn(bbb_webhooks::redis_conn::primary_changed(
+        target.clone(),
+        first,
+        tokio_util::sync::CancellationToken::new(),
+        Duration::from_millis(100),
+    ));
     publish(REDIS_URL, &env.channel, &messages("m", 10)).await;
     assert!(eventually(WAIT, || async { xlen(&primary.url(), &ingest).await == 10 }).await);
     assert!(
@@ -541,6 +575,10 @@ async fn after_a_sentinel_failover_the_forwarder_writes_to_the_new_primary() {
     })
     .await;
     assert!(promoted, "the replica is the primary now");
+    tokio::time::timeout(Duration::from_secs(10), watch)
+        .await
+        .expect("the watch noticed the failover")
+        .unwrap();
     // Redis replicates asynchronously: what the old primary takes between the promotion and
     // its own demotion is lost with any client. Publish once it is a replica.
     let demoted = eventually(Duration::from_secs(30), || async {
