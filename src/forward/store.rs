@@ -105,19 +105,37 @@ pub async fn append(
 /// Entries as `XRANGE`/`XREVRANGE` answer them.
 pub type StreamReply = Vec<(String, Vec<(String, Value)>)>;
 
-/// The last id of a stream (`(0, 0)` when it is empty or absent).
+/// The last id a stream ever took (`(0, 0)` when it does not exist): kept by the stream even
+/// after its entries were deleted (a drained buffer) or trimmed, so new ids stay above it.
 pub async fn last_id(conn: &mut MultiplexedConnection, key: &str) -> RedisResult<(u64, u64)> {
-    let reply: StreamReply = redis::cmd("XREVRANGE")
+    let info: RedisResult<Value> = redis::cmd("XINFO")
+        .arg("STREAM")
         .arg(key)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
         .query_async(conn)
-        .await?;
-    Ok(reply
-        .first()
-        .and_then(|(id, _)| parse_id(id))
+        .await;
+    let info = match info {
+        Ok(info) => info,
+        Err(e) if e.to_string().contains("no such key") => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let pairs: Vec<(Value, Value)> = match info {
+        Value::Map(pairs) => pairs,
+        Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+        }
+        _ => Vec::new(),
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    Ok(pairs
+        .iter()
+        .find(|(k, _)| text(k).as_deref() == Some("last-generated-id"))
+        .and_then(|(_, v)| text(v))
+        .and_then(|id| parse_id(&id))
         .unwrap_or((0, 0)))
 }
 

@@ -439,23 +439,18 @@ impl Writer {
                 .with_label_values(&["cluster"])
                 .inc();
         }
-        let setup: redis::RedisResult<(u64, store::StreamReply)> = redis::pipe()
-            .cmd("SADD")
+        let setup: redis::RedisResult<u64> = redis::cmd("SADD")
             .arg(&servers)
             .arg(&self.plan.server)
-            .cmd("XREVRANGE")
-            .arg(&self.ingest_key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(c.conn)
+            .query_async(&mut *c.conn)
             .await;
-        match setup {
-            Ok((_, top)) => {
-                if let Some(top) = top.first().and_then(|(id, _)| crate::cluster::parse_id(id)) {
-                    self.clock.raise_to(top);
-                }
+        let top = match setup {
+            Ok(_) => store::last_id(c.conn, &self.ingest_key).await,
+            Err(e) => Err(e),
+        };
+        match top {
+            Ok(top) => {
+                self.clock.raise_to(top);
                 Ok(())
             }
             Err(e) => {

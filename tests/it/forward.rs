@@ -611,3 +611,71 @@ async fn after_a_sentinel_failover_the_forwarder_writes_to_the_new_primary() {
     assert_eq!(got, want);
     f.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn when_neither_redis_takes_writes_messages_wait_in_memory_and_ready_says_so() {
+    let env = Env::new("forward-neither");
+    let local = PrivateRedis::start();
+    let cluster = PrivateRedis::start();
+    let mut cfg = config(&env, RedisTarget::Url(cluster.url()));
+    cfg.local = RedisTarget::Url(local.url());
+    let f = started(cfg).await;
+    let keys = ClusterKeys::new(&env.prefix);
+    let (ingest, buffer) = (keys.ingest(SERVER), keys.buffer(SERVER));
+    cluster.stop();
+    publish(&local.url(), &env.channel, &messages("a", 5)).await;
+    assert!(eventually(WAIT, || async { xlen(&local.url(), &buffer).await == 5 }).await);
+
+    // The local Redis refuses writes too (out of memory); PUBLISH still works.
+    let mut l = conn(&local.url()).await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(1)
+        .query_async(&mut l)
+        .await
+        .unwrap();
+    publish(&local.url(), &env.channel, &messages("b", 5)).await;
+    let held = eventually(WAIT, || async {
+        let (code, body) = ready(&f).await;
+        code == 503 && body["backlog"] == 5
+    })
+    .await;
+    let (_, body) = ready(&f).await;
+    assert!(held, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("neither"),
+        "{body}"
+    );
+    assert!(
+        body["localError"].as_str().unwrap().contains("OOM"),
+        "{body}"
+    );
+
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query_async(&mut l)
+        .await
+        .unwrap();
+    let buffering = eventually(WAIT, || async {
+        let (code, body) = ready(&f).await;
+        code == 200 && body["bufferDepth"] == 10
+    })
+    .await;
+    assert!(buffering, "{}", ready(&f).await.1);
+    cluster.restart();
+    assert!(eventually(WAIT, || async { xlen(&cluster.url(), &ingest).await == 10 }).await);
+    let got: Vec<Vec<u8>> = entries(&cluster.url(), &ingest)
+        .await
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    let want: Vec<Vec<u8>> = messages("a", 5)
+        .into_iter()
+        .chain(messages("b", 5))
+        .collect();
+    assert_eq!(got, want);
+    f.shutdown().await.unwrap();
+}
