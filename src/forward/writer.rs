@@ -175,6 +175,7 @@ impl Writer {
     /// Ids for what arrived, in arrival order.
     fn take(&mut self, arrived: &mut Vec<RawMessage>) {
         for raw in arrived.drain(..) {
+            crate::fault::forwarder(&raw.payload);
             let id = self.clock.next(raw.received_at);
             self.pending.push_back(IngestEntry {
                 id,

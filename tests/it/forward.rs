@@ -679,3 +679,27 @@ async fn when_neither_redis_takes_writes_messages_wait_in_memory_and_ready_says_
     assert_eq!(got, want);
     f.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_critical_task_that_dies_stops_the_forwarder_unready_and_failed() {
+    let env = Env::new("forward-panic");
+    let cluster = PrivateRedis::start();
+    let f = started(config(&env, RedisTarget::Url(cluster.url()))).await;
+    let status = f.status.clone();
+    publish(
+        REDIS_URL,
+        &env.channel,
+        &[b"bbb-webhooks-fault:forwarder-panic".to_vec()],
+    )
+    .await;
+    let outcome = tokio::time::timeout(WAIT, f.wait())
+        .await
+        .expect("the forwarder stops");
+    assert!(
+        matches!(outcome, Err(forward::ForwardError::TaskFailed("writer"))),
+        "{outcome:?}"
+    );
+    let (ready, body) = status.ready();
+    assert!(!ready);
+    assert_eq!(body["failed"], "writer", "{body}");
+}
