@@ -520,7 +520,15 @@ impl Drop for Sentinel {
 async fn after_a_sentinel_failover_the_forwarder_writes_to_the_new_primary() {
     let env = Env::new("forward-sentinel");
     let primary = PrivateRedis::start();
-    let replica = PrivateRedis::with_args(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+    // A replica writes what it receives to disk: not in the working directory.
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = PrivateRedis::with_args(&[
+        "--replicaof",
+        "127.0.0.1",
+        &primary.port.to_string(),
+        "--dir",
+        replica_dir.path().to_str().unwrap(),
+    ]);
     let Some(sentinel) = Sentinel::start(primary.port) else {
         eprintln!(
             "SKIPPED after_a_sentinel_failover_the_forwarder_writes_to_the_new_primary: \
