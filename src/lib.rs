@@ -25,7 +25,8 @@
 //! * [`app`] wires it together, supervises the tasks and owns start-up and shutdown order.
 //! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
 //! * [`bbb_web`] asks bbb-web about meetings the service missed, for the enqueuer.
-//! * [`cluster`] names the cluster Redis's keys and the format forwarders and relays share.
+//! * [`cluster`] names the cluster Redis's keys and the format forwarders and relays share;
+//!   [`lease`] is how relays share servers and hooks (leases with fencing tokens).
 //!
 //! Imports follow the data: a stage imports the type it receives (`input::RawMessage`), the
 //! queue it writes to or reads from, and the side modules; never a later stage past the queue,
@@ -45,6 +46,7 @@ pub mod health;
 pub mod hooks;
 pub mod input;
 pub mod keys;
+pub mod lease;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
