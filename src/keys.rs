@@ -13,6 +13,9 @@
 //! | hooks destroyed whose queue may still exist (proof for deleting it) | `<ownPrefix>:destroyed` | SET | no |
 //! | this Redis's epoch: written at start, missing once Redis lost its data | `<ownPrefix>:epoch` | STRING | no |
 //!
+//! In a cluster, the mappings are kept per server under the cluster's prefix
+//! ([`Keys::with_state_scope`]); the cluster's own keys are listed in [`crate::cluster`].
+//!
 //! `ownPrefix` defaults to `bigbluebutton:webhooks:rs`; it never collides with the 2.x
 //! `bigbluebutton:webhooks:events:<id>` lists. Tests give every key a prefix of their own.
 
@@ -28,6 +31,18 @@ impl Keys {
         Keys {
             names: names.clone(),
         }
+    }
+
+    /// The same keys, with the meeting and user mappings under `scope` (`<scope>:mappings`,
+    /// `<scope>:mapping:<uuid>`, `<scope>:userMaps`, `<scope>:userMap:<uuid>`): in a cluster,
+    /// each server's mappings are kept apart ([`crate::cluster::ClusterKeys::state_scope`]).
+    pub fn with_state_scope(&self, scope: &str) -> Self {
+        let mut names = self.names.clone();
+        names.mappings = format!("{scope}:mappings");
+        names.mapping_prefix = format!("{scope}:mapping");
+        names.user_maps = format!("{scope}:userMaps");
+        names.user_map_prefix = format!("{scope}:userMap");
+        Keys { names }
     }
 
     pub fn hooks(&self) -> &str {
@@ -95,5 +110,9 @@ mod tests {
         let q = k.queue("h1");
         assert_eq!(q, "bigbluebutton:webhooks:rs:queue:h1");
         assert_eq!(k.hook_of_queue(&q), Some("h1"));
+        let scoped = k.with_state_scope("c:state:bbb1");
+        assert_eq!(scoped.meeting("m"), "c:state:bbb1:mapping:m");
+        assert_eq!(scoped.users(), "c:state:bbb1:userMaps");
+        assert_eq!(scoped.queue("h1"), q);
     }
 }

@@ -25,7 +25,8 @@
 //! * [`app`] wires it together, supervises the tasks and owns start-up and shutdown order.
 //! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
 //! * [`bbb_web`] asks bbb-web about meetings the service missed, for the enqueuer.
-//! * [`cluster`] names the cluster Redis's keys and the format forwarders and relays share.
+//! * [`cluster`] names the cluster Redis's keys and the format forwarders and relays share;
+//!   [`lease`] is how relays share servers and hooks (leases with fencing tokens).
 //! * [`forward`] is `bbb-webhooks forward`: a server's channels to its cluster ingest stream,
 //!   through a local buffer while the cluster Redis is away (takes input's hand-off, like the
 //!   enqueuer).
@@ -49,6 +50,7 @@ pub mod health;
 pub mod hooks;
 pub mod input;
 pub mod keys;
+pub mod lease;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;

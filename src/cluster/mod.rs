@@ -7,6 +7,13 @@
 //! | the servers that forward (names) | `<clusterPrefix>:servers` | SET |
 //! | one server's raw messages, in the order it received them | `<clusterPrefix>:ingest:<server>` | STREAM |
 //! | a forwarder's buffer while the cluster Redis is unreachable (on the server's own Redis) | `<clusterPrefix>:buffer:<server>` | STREAM |
+//! | how far each server's stream is mapped (entry id), written with the events it produced | `<clusterPrefix>:position` | HASH |
+//! | who works on a unit (`ingest:<server>`, `hook:<hookId>`), with a time to live | `<clusterPrefix>:lease:<kind>:<name>` | STRING |
+//! | the fencing token of a unit, incremented at each takeover | `<clusterPrefix>:fence:<kind>:<name>` | STRING |
+//! | live relays (instance id scored by its last renewal, ms) | `<clusterPrefix>:relays` | ZSET |
+//! | one server's meeting and user mappings (the 3.x layout, per server) | `<clusterPrefix>:state:<server>:mappings`, `…:mapping:<uuid>`, `…:userMaps`, `…:userMap:<uuid>` | SET, HASH |
+//! | channel: a hook was created or destroyed (payload: its id) | `<clusterPrefix>:hooks` | PUB/SUB |
+//! | channel: entries were appended to these hooks' queues (payload: ids, space-separated) | `<clusterPrefix>:appended` | PUB/SUB |
 //!
 //! `clusterPrefix` defaults to `bbb-webhooks:cluster`.
 //!
@@ -47,6 +54,35 @@ impl ClusterKeys {
 
     pub fn buffer(&self, server: &str) -> String {
         format!("{}:buffer:{server}", self.prefix)
+    }
+
+    pub fn position(&self) -> String {
+        format!("{}:position", self.prefix)
+    }
+
+    pub fn lease(&self, kind: &str, name: &str) -> String {
+        format!("{}:lease:{kind}:{name}", self.prefix)
+    }
+
+    pub fn fence(&self, kind: &str, name: &str) -> String {
+        format!("{}:fence:{kind}:{name}", self.prefix)
+    }
+
+    pub fn relays(&self) -> String {
+        format!("{}:relays", self.prefix)
+    }
+
+    /// The prefix of one server's meeting and user mappings.
+    pub fn state_scope(&self, server: &str) -> String {
+        format!("{}:state:{server}", self.prefix)
+    }
+
+    pub fn hooks_channel(&self) -> String {
+        format!("{}:hooks", self.prefix)
+    }
+
+    pub fn appended_channel(&self) -> String {
+        format!("{}:appended", self.prefix)
     }
 }
 

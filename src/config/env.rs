@@ -94,6 +94,7 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
         Kind::Bool,
     ),
     ("HOOKS_PROXY", "hooks.proxy", Kind::Text),
+    ("INPUT_MODE", "input.mode", Kind::Text),
     (
         "HOOKS_PROXY_ENFORCES_POLICY",
         "hooks.proxyEnforcesPolicy",

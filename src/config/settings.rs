@@ -25,6 +25,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub hooks: HookSettings,
     pub mappings: MappingSettings,
+    pub input: InputSettings,
     pub prometheus: PrometheusSettings,
     pub log: LogSettings,
     pub cluster: ClusterSettings,
@@ -452,6 +453,24 @@ impl Default for MappingSettings {
             timeout: Duration::from_millis(604_800_000),
         }
     }
+}
+
+/// `input.mode`: where BigBlueButton's messages come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputMode {
+    /// Subscribe to the channels of `redis` (one BigBlueButton server; the default).
+    #[default]
+    Pubsub,
+    /// Read the ingest streams that `bbb-webhooks forward` fills on the cluster Redis (`redis`),
+    /// sharing servers and hooks with the other relays (docs/cluster.md).
+    Cluster,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct InputSettings {
+    pub mode: InputMode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -114,6 +114,7 @@ mod tests {
                 lane: lane.to_string(),
                 event: "e".into(),
                 payload: format!("{lane}{seq}"),
+                domain: None,
             },
         )
     }

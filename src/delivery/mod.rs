@@ -19,7 +19,13 @@
 //! queue. A worker that ends while its hook still exists (a panic, a bug) is started again with a
 //! growing delay and counted (`bbb_webhooks_worker_restarts_total`); its queue is in Redis, so it
 //! resumes where the last acknowledgement left it. A global semaphore caps requests in flight
-//! across hooks. What is queued, its depth, acknowledgements and wake-ups belong to
+//! across hooks.
+//!
+//! In a cluster, the relays share the hooks: this pool runs workers only for the hooks whose
+//! lease this relay holds ([`DeliveryPool::leased`], [`crate::lease`]). A lost lease aborts the
+//! hook's worker at once (its requests in flight may then be sent again by the new owner: a
+//! duplicate with the same `webhook-id`), and a worker sends nothing while its lease is not
+//! surely valid. Whichever relay sees a hook leave the registry deletes its queue. What is queued, its depth, acknowledgements and wake-ups belong to
 //! [`crate::queue`]; this module only takes entries out and sends them.
 
 pub mod client;
@@ -32,13 +38,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{DeliveryOrder, Settings};
 use crate::hooks::{Hook, HookRegistry};
+use crate::lease::{Held, HeldSet};
 use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
 use client::CallbackClient;
@@ -75,11 +82,14 @@ struct WorkerHandle {
     /// Cancelled to abort the worker at once (hook removed, or the shutdown grace is over).
     abort: CancellationToken,
     task: JoinHandle<()>,
+    /// The fencing token of the lease it works under, in a cluster.
+    lease: Option<u64>,
 }
 
 pub struct DeliveryPool {
     shared: Arc<Shared>,
     workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
+    leases: Option<watch::Receiver<HeldSet>>,
 }
 
 impl DeliveryPool {
@@ -108,7 +118,14 @@ impl DeliveryPool {
         Ok(DeliveryPool {
             shared,
             workers: Default::default(),
+            leases: None,
         })
+    }
+
+    /// In a cluster: deliver only the hooks whose lease this relay holds.
+    pub fn leased(mut self, leases: watch::Receiver<HeldSet>) -> Self {
+        self.leases = Some(leases);
+        self
     }
 
     /// Removes queues whose hook is gone and reads every hook's queue depth; call before
@@ -125,7 +142,11 @@ impl DeliveryPool {
 
     /// Keeps one worker per hook in the registry until [`DeliveryPool::stop`].
     pub fn supervise(&self) -> impl Future<Output = ()> + Send + 'static {
-        supervise(self.shared.clone(), self.workers.clone())
+        supervise(
+            self.shared.clone(),
+            self.workers.clone(),
+            self.leases.clone(),
+        )
     }
 
     /// Stops starting attempts, lets those in flight finish for up to `grace`, then aborts the
@@ -150,43 +171,82 @@ impl DeliveryPool {
     }
 }
 
-/// Keeps one worker per hook in the registry; returns once the pool is draining.
-async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, WorkerHandle>>>) {
+/// Keeps one worker per hook in the registry (in a cluster: per leased hook); deletes the queue
+/// of every hook that leaves the registry. Returns once the pool is draining.
+async fn supervise(
+    shared: Arc<Shared>,
+    workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
+    mut leases: Option<watch::Receiver<HeldSet>>,
+) {
     let mut changes = shared.registry.watch();
+    let mut known: Vec<String> = shared
+        .registry
+        .snapshot()
+        .iter()
+        .map(|h| h.id.clone())
+        .collect();
     loop {
         let hooks = shared.registry.snapshot();
-        let mut gone = Vec::new();
+        let held: Option<HeldSet> = leases.as_mut().map(|rx| rx.borrow_and_update().clone());
+        // The hooks to run here, with the lease each works under.
+        let wanted = |id: &str| -> Option<Option<&Held>> {
+            match &held {
+                None => Some(None),
+                Some(held) => held.get(id).map(Some),
+            }
+        };
+        let mut stopped = Vec::new();
         {
             let mut w = workers.lock().unwrap_or_else(|p| p.into_inner());
-            for hook in hooks.iter() {
-                if !w.contains_key(&hook.id) {
-                    let abort = CancellationToken::new();
-                    let task =
-                        shared
-                            .tracker
-                            .spawn(keep(hook.clone(), shared.clone(), abort.clone()));
-                    let url = hook.callback_url.clone();
-                    w.insert(hook.id.clone(), WorkerHandle { url, abort, task });
+            let stale: Vec<String> = w
+                .iter()
+                .filter(|(id, handle)| {
+                    hooks.get(id).is_none()
+                        || wanted(id).is_none_or(|lease| lease.map(|l| l.token) != handle.lease)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in stale {
+                if let Some(h) = w.remove(&id) {
+                    stopped.push((id, h));
                 }
             }
-            let removed: Vec<String> = w
-                .keys()
-                .filter(|id| hooks.get(id).is_none())
-                .cloned()
-                .collect();
-            for id in removed {
-                if let Some(h) = w.remove(&id) {
-                    gone.push((id, h));
+            for hook in hooks.iter() {
+                let Some(lease) = wanted(&hook.id) else {
+                    continue;
+                };
+                if !w.contains_key(&hook.id) {
+                    // A lost lease stops the worker at once.
+                    let abort = lease.map_or_else(CancellationToken::new, |l| l.lost.child_token());
+                    let task = shared.tracker.spawn(keep(
+                        hook.clone(),
+                        shared.clone(),
+                        abort.clone(),
+                        lease.cloned(),
+                    ));
+                    let url = hook.callback_url.clone();
+                    let lease = lease.map(|l| l.token);
+                    w.insert(
+                        hook.id.clone(),
+                        WorkerHandle {
+                            url,
+                            abort,
+                            task,
+                            lease,
+                        },
+                    );
                 }
             }
         }
-        for (id, handle) in gone {
+        for (id, handle) in stopped {
             handle.abort.cancel();
             let _ = handle.task.await;
             shared.metrics.forget_hook(&id, &handle.url);
+        }
+        for id in known.iter().filter(|id| hooks.get(id).is_none()) {
             // The hook is out of the registry: after the gate, nothing can append to its queue.
             let mut delay = Duration::from_millis(100);
-            while let Err(e) = shared.queue.delete(&id).await {
+            while let Err(e) = shared.queue.delete(id).await {
                 tracing::warn!(hook = %id, error = %e, "cannot delete the queue of a removed hook yet");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -196,8 +256,12 @@ async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, Worke
             }
             tracing::info!(hook = %id, "hook removed; its queue is deleted");
         }
+        known = hooks.iter().map(|h| h.id.clone()).collect();
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
+            Some(changed) = async { match leases.as_mut() { Some(rx) => Some(rx.changed().await), None => None } } => {
+                if changed.is_err() { return }
+            }
             _ = shared.draining.cancelled() => return,
         }
     }
@@ -205,7 +269,7 @@ async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, Worke
 
 /// Runs a hook's worker, and runs it again if it ends (or panics) while its hook still exists
 /// and the pool is not stopping.
-async fn keep(hook: Arc<Hook>, shared: Arc<Shared>, abort: CancellationToken) {
+async fn keep(hook: Arc<Hook>, shared: Arc<Shared>, abort: CancellationToken, lease: Option<Held>) {
     let mut delay = RESTART_MIN;
     loop {
         let started = tokio::time::Instant::now();
@@ -216,6 +280,7 @@ async fn keep(hook: Arc<Hook>, shared: Arc<Shared>, abort: CancellationToken) {
                 shared.clone(),
                 shared.queue.hook(&hook.id),
                 abort.clone(),
+                lease.clone(),
             ))
             .await;
         let stopping = abort.is_cancelled() || shared.draining.is_cancelled();

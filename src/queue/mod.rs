@@ -68,6 +68,8 @@ pub struct Entry {
     pub event: String,
     /// The JSON to send.
     pub payload: String,
+    /// The server the event came from, in a cluster (`None`: this server, `bbb.serverDomain`).
+    pub domain: Option<String>,
 }
 
 impl Entry {
@@ -115,6 +117,8 @@ pub struct Append<'a> {
     pub lane: &'a str,
     pub event: &'a str,
     pub payload: &'a str,
+    /// The server the event came from, in a cluster.
+    pub domain: Option<&'a str>,
 }
 
 /// A batch's appends, grouped by hook (each hook's in order).
@@ -127,6 +131,12 @@ impl<'a> Appends<'a> {
     pub fn push(&mut self, hook: &'a str, append: Append<'a>) {
         self.by_hook.entry(hook).or_default().push(append);
     }
+}
+
+#[derive(Debug, Clone)]
+struct ClusterWakeups {
+    channel: String,
+    idle_poll: Duration,
 }
 
 /// An acknowledgement: these entries of `hook`'s queue are done.
@@ -144,6 +154,9 @@ pub struct DeliveryQueue {
     hooks: Arc<StdRwLock<HashMap<String, Arc<HookState>>>>,
     metrics: Arc<Metrics>,
     readiness: Readiness,
+    /// In a cluster: the channel that tells the other relays which queues grew, and how long an
+    /// idle reader waits before looking anyway (a wake-up missed while reconnecting).
+    cluster: Option<ClusterWakeups>,
     /// Unbounded as a channel, bounded in fact: an entry is acknowledged once, and only after
     /// a reader took it into its window (at most 1,024 per hook, and none are read while Redis
     /// does not answer).
@@ -168,6 +181,7 @@ impl DeliveryQueue {
             hooks: Default::default(),
             metrics,
             readiness,
+            cluster: None,
             acks,
         };
         let acknowledger = Acknowledger {
@@ -175,6 +189,26 @@ impl DeliveryQueue {
             rx,
         };
         (queue, acknowledger)
+    }
+
+    /// In a cluster, appends are announced on `channel` (see [`DeliveryQueue::wake`]) and idle
+    /// readers look at their queue every `idle_poll` anyway.
+    pub fn announce_appends(mut self, channel: String, idle_poll: Duration) -> Self {
+        self.cluster = Some(ClusterWakeups { channel, idle_poll });
+        self
+    }
+
+    /// Another relay appended to this hook's queue: wakes its reader here, if any.
+    pub fn wake(&self, hook_id: &str) {
+        let state = self
+            .hooks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hook_id)
+            .cloned();
+        if let Some(state) = state {
+            state.wake.notify_one();
+        }
     }
 
     pub fn connection(&self) -> ConnectionManager {
@@ -229,7 +263,8 @@ impl DeliveryQueue {
             let key = self.keys.queue(hook);
             pipe.cmd("XLEN").arg(&key);
             for item in items {
-                pipe.cmd("XADD")
+                let xadd = pipe
+                    .cmd("XADD")
                     .arg(&key)
                     .arg("MAXLEN")
                     .arg("=")
@@ -240,10 +275,22 @@ impl DeliveryQueue {
                     .arg("e")
                     .arg(item.event)
                     .arg("p")
-                    .arg(item.payload)
-                    .ignore();
+                    .arg(item.payload);
+                if let Some(domain) = item.domain {
+                    xadd.arg("d").arg(domain);
+                }
+                xadd.ignore();
             }
             pipe.cmd("XLEN").arg(&key);
+        }
+        if let Some(cluster) = &self.cluster
+            && !appends.by_hook.is_empty()
+        {
+            let ids: Vec<&str> = appends.by_hook.keys().copied().collect();
+            pipe.cmd("PUBLISH")
+                .arg(&cluster.channel)
+                .arg(ids.join(" "))
+                .ignore();
         }
     }
 
@@ -379,13 +426,20 @@ impl HookQueue {
                 lane: text(fields.remove("l")),
                 event: text(fields.remove("e")),
                 payload: text(fields.remove("p")),
+                domain: fields.remove("d").map(|d| text(Some(d))),
             })
             .collect())
     }
 
     /// Returns once something was appended since the last wake-up (at once if it already was).
     pub async fn appended(&self) {
-        self.state.wake.notified().await
+        match &self.queue.cluster {
+            None => self.state.wake.notified().await,
+            // Other relays append too; their wake-ups come over pub/sub, which can miss one.
+            Some(c) => {
+                let _ = tokio::time::timeout(c.idle_poll, self.state.wake.notified()).await;
+            }
+        }
     }
 
     /// These entries are done; removed from Redis shortly.
@@ -568,6 +622,7 @@ mod tests {
             lane: String::new(),
             event: "x".into(),
             payload: "{}".into(),
+            domain: None,
         };
         assert_eq!(e.enqueued_at(), 1700000000123);
         assert_eq!(e.key(), (1700000000123, 4));

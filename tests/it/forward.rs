@@ -590,8 +590,18 @@ async fn after_a_sentinel_failover_the_forwarder_writes_to_the_new_primary() {
     // Redis replicates asynchronously: what the old primary takes between the promotion and
     // its own demotion is lost with any client. Publish once it is a replica.
     let demoted = eventually(Duration::from_secs(30), || async {
-        let mut c = conn(&primary.url()).await;
-        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut c).await.unwrap();
+        // The demotion closes the clients' connections: a failed ask is a "not yet".
+        let Ok(mut c) = redis::Client::open(primary.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+        else {
+            return false;
+        };
+        let role: Vec<Value> = redis::cmd("ROLE")
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
         matches!(role.first(), Some(Value::BulkString(r)) if r == b"slave")
     })
     .await;

@@ -5,6 +5,7 @@
 mod api;
 mod architecture;
 mod cli;
+mod cluster;
 mod crash;
 mod delivery;
 mod docs;

@@ -12,6 +12,8 @@ pub struct PrivateRedis {
     /// More `redis-server` arguments (`--replicaof …`).
     extra: Vec<String>,
     child: Mutex<Option<Child>>,
+    /// Where a durable server keeps its append-only file (kept across restarts).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl PrivateRedis {
@@ -29,6 +31,20 @@ impl PrivateRedis {
         PrivateRedis::start_full(None, extra.iter().map(|a| a.to_string()).collect())
     }
 
+    /// A server that keeps what it acknowledged across a stop (or a kill) and a restart:
+    /// every write is in its append-only file, synced before the reply.
+    pub fn durable() -> PrivateRedis {
+        let r = PrivateRedis {
+            port: crate::helpers::free_port(),
+            password: None,
+            extra: Vec::new(),
+            child: Mutex::new(None),
+            dir: Some(tempfile::tempdir().expect("a temporary directory")),
+        };
+        r.restart();
+        r
+    }
+
     fn start_with(password: Option<String>) -> PrivateRedis {
         PrivateRedis::start_full(password, Vec::new())
     }
@@ -40,6 +56,7 @@ impl PrivateRedis {
             password,
             extra,
             child: Mutex::new(None),
+            dir: None,
         };
         r.restart();
         r
@@ -52,7 +69,7 @@ impl PrivateRedis {
         }
     }
 
-    /// Starts the server (again) on the same port, empty.
+    /// Starts the server (again) on the same port: empty, or with what it had if durable.
     pub fn restart(&self) {
         let mut args: Vec<String> = [
             "--port",
@@ -61,11 +78,18 @@ impl PrivateRedis {
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
         ]
         .map(String::from)
         .to_vec();
+        match &self.dir {
+            None => args.extend(["--appendonly", "no"].map(String::from)),
+            Some(dir) => {
+                args.extend(
+                    ["--appendonly", "yes", "--appendfsync", "always", "--dir"].map(String::from),
+                );
+                args.push(dir.path().display().to_string());
+            }
+        }
         if let Some(p) = &self.password {
             args.extend(["--requirepass".to_string(), p.clone()]);
         }
