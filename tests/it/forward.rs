@@ -721,3 +721,38 @@ async fn a_critical_task_that_dies_stops_the_forwarder_unready_and_failed() {
     assert!(!ready);
     assert_eq!(body["failed"], "writer", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_delivers_what_the_forwarder_sends_naming_the_server() {
+    // The contract end to end: this server's channel → forward → cluster Redis → a relay
+    // (`input.mode: cluster`) → a hook.
+    let cluster = PrivateRedis::start();
+    let relay_env = Env::on("forward-relay", &cluster.url())
+        .with("input.mode", serde_json::json!("cluster"))
+        .with(
+            "cluster.prefix",
+            serde_json::json!(format!("{}:c", "relay")),
+        );
+    let relay = relay_env.start().await;
+    let receiver = Receiver::start().await;
+    relay.create_hook(&receiver.url("/all"), "").await;
+
+    let env = Env::new("forward-relay-local");
+    let mut cfg = config(&env, RedisTarget::Url(cluster.url()));
+    cfg.keys = ClusterKeys::new("relay:c");
+    let f = started(cfg).await;
+    let messages = [
+        meeting_created("int-fr", "ext-fr"),
+        user_joined("int-fr", "int-fr-u1", "ext-u1"),
+    ];
+    publish(REDIS_URL, &env.channel, &messages.map(|m| m.into_bytes())).await;
+    let got = receiver.wait_for("/all", 2, WAIT).await;
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        assert_eq!(r.field("domain").as_deref(), Some(SERVER), "{:?}", r.form());
+    }
+    assert_eq!(got[0].events()[0]["data"]["id"], "meeting-created");
+    assert_eq!(got[1].events()[0]["data"]["id"], "user-joined");
+    f.shutdown().await.unwrap();
+    relay.stop().await;
+}
