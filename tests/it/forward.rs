@@ -756,3 +756,28 @@ async fn a_relay_delivers_what_the_forwarder_sends_naming_the_server() {
     f.shutdown().await.unwrap();
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn the_last_id_survives_the_deletion_of_every_entry() {
+    let env = Env::new("forward-lastid");
+    let key = env.key("stream");
+    let mut c = conn(REDIS_URL).await;
+    let last = forward::store::last_id(&mut c, &key).await.unwrap();
+    assert_eq!(last, (0, 0), "no stream");
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("5-1")
+        .arg("m")
+        .arg("x")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: u64 = redis::cmd("XDEL")
+        .arg(&key)
+        .arg("5-1")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let last = forward::store::last_id(&mut c, &key).await.unwrap();
+    assert_eq!(last, (5, 1), "a drained stream still knows its last id");
+}
