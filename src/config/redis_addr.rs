@@ -14,8 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The port a Sentinel listens on unless told otherwise.
 pub const SENTINEL_PORT: u16 = 26379;
 
-/// A URL the Redis client accepts (`redis://[:password@]host:port[/db]`, `rediss://`,
-/// `unix://`).
+/// A URL the Redis client accepts (`redis://[:password@]host:port[/db]`, `unix://`; not
+/// `rediss://`: this build has no TLS to Redis, and says so at load).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisUrl(String);
 
