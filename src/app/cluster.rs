@@ -38,6 +38,8 @@ use crate::{input, redis_conn};
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
 /// How long an idle hook worker waits for a wake-up before it looks at its queue anyway.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Parts each hook's lanes are spread over: the most relays one hook's deliveries use.
+pub const DELIVERY_PARTS: u32 = 4;
 /// Wait before a server's session that ended while its lease is held is started again.
 const SESSION_RESTART: Duration = Duration::from_secs(1);
 
@@ -66,11 +68,15 @@ pub fn servers(conn: ConnectionManager, cluster: ClusterKeys) -> Units {
     })
 }
 
-/// The units of the hook leases: the hooks in the registry.
-pub fn hooks(registry: Arc<HookRegistry>) -> Units {
+/// The units of the hook leases: each hook in the registry, in `parts` parts.
+pub fn hooks(registry: Arc<HookRegistry>, parts: u32) -> Units {
     Box::new(move || {
-        let ids: Vec<String> = registry.snapshot().iter().map(|h| h.id.clone()).collect();
-        async move { Ok(ids) }.boxed()
+        let units: Vec<String> = registry
+            .snapshot()
+            .iter()
+            .flat_map(|h| crate::delivery::hook_units(&h.id, parts).collect::<Vec<_>>())
+            .collect();
+        async move { Ok(units) }.boxed()
     })
 }
 

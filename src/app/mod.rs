@@ -345,7 +345,7 @@ async fn run_core(
         }
     };
     let pool = match in_cluster {
-        true => pool.leased(hook_leases),
+        true => pool.leased(hook_leases, cluster::DELIVERY_PARTS),
         false => pool,
     };
     pool.resume().await;
@@ -362,7 +362,10 @@ async fn run_core(
         let leases_stop = CancellationToken::new();
         let hooks_leasing = supervisor.critical(
             "hook leases",
-            hook_leaser.run(cluster::hooks(registry.clone()), leases_stop.clone()),
+            hook_leaser.run(
+                cluster::hooks(registry.clone(), cluster::DELIVERY_PARTS),
+                leases_stop.clone(),
+            ),
         );
         let (ingest_leaser, ingest_leases) =
             cluster::leaser(&conn, &cluster_keys, "ingest", &owner, &metrics);

@@ -21,11 +21,16 @@
 //! resumes where the last acknowledgement left it. A global semaphore caps requests in flight
 //! across hooks.
 //!
-//! In a cluster, the relays share the hooks: this pool runs workers only for the hooks whose
-//! lease this relay holds ([`DeliveryPool::leased`], [`crate::lease`]). A lost lease aborts the
-//! hook's worker at once (its requests in flight may then be sent again by the new owner: a
-//! duplicate with the same `webhook-id`), and a worker sends nothing while its lease is not
-//! surely valid. Whichever relay sees a hook leave the registry deletes its queue. What is queued, its depth, acknowledgements and wake-ups belong to
+//! In a cluster, the relays share the hooks' lanes: each hook's lanes are spread over a fixed
+//! number of parts (`hash(lane) % parts`, [`lanes::Part`]), each part is a lease
+//! ([`crate::lease`], unit `<hookId>/<part>`), and this pool runs one worker per part whose
+//! lease this relay holds ([`DeliveryPool::leased`]). A worker reads its hook's whole queue and
+//! delivers only its part's lanes, so a meeting's events still go out in order, one request at a
+//! time, while the meetings of one hook travel through several relays. Failures and their retry
+//! schedule are per part. A lost lease aborts the worker at once (its requests in flight may
+//! then be sent again by the new owner: a duplicate with the same `webhook-id`), and a worker
+//! sends nothing while its lease is not surely valid. Whichever relay sees a hook leave the
+//! registry deletes its queue. What is queued, its depth, acknowledgements and wake-ups belong to
 //! [`crate::queue`]; this module only takes entries out and sends them.
 
 pub mod client;
@@ -49,6 +54,7 @@ use crate::lease::{Held, HeldSet};
 use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
 use client::CallbackClient;
+use lanes::Part;
 use request::Signer;
 use retry::RetryPolicy;
 
@@ -77,8 +83,6 @@ struct Shared {
 }
 
 struct WorkerHandle {
-    /// The hook's callback URL: its metric series are labelled with it.
-    url: String,
     /// Cancelled to abort the worker at once (hook removed, or the shutdown grace is over).
     abort: CancellationToken,
     task: JoinHandle<()>,
@@ -86,10 +90,16 @@ struct WorkerHandle {
     lease: Option<u64>,
 }
 
+/// A worker to run: a hook, or in a cluster one leased part of it.
+struct Wanted<'a> {
+    hook: &'a Arc<Hook>,
+    lease: Option<(&'a Held, Part)>,
+}
+
 pub struct DeliveryPool {
     shared: Arc<Shared>,
     workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
-    leases: Option<watch::Receiver<HeldSet>>,
+    leases: Option<(watch::Receiver<HeldSet>, u32)>,
 }
 
 impl DeliveryPool {
@@ -122,9 +132,10 @@ impl DeliveryPool {
         })
     }
 
-    /// In a cluster: deliver only the hooks whose lease this relay holds.
-    pub fn leased(mut self, leases: watch::Receiver<HeldSet>) -> Self {
-        self.leases = Some(leases);
+    /// In a cluster: deliver only the parts of hooks whose lease this relay holds, each hook's
+    /// lanes spread over `parts` parts (lease units `<hookId>/<part>`, see [`hook_units`]).
+    pub fn leased(mut self, leases: watch::Receiver<HeldSet>, parts: u32) -> Self {
+        self.leases = Some((leases, parts.max(1)));
         self
     }
 
@@ -171,97 +182,115 @@ impl DeliveryPool {
     }
 }
 
-/// Keeps one worker per hook in the registry (in a cluster: per leased hook); deletes the queue
-/// of every hook that leaves the registry. Returns once the pool is draining.
+/// The lease units of a hook spread over `parts` parts.
+pub fn hook_units(hook_id: &str, parts: u32) -> impl Iterator<Item = String> + '_ {
+    let of = parts.max(1);
+    (0..of).map(move |index| Part { index, of }.unit(hook_id))
+}
+
+/// Keeps one worker per hook in the registry (in a cluster: per leased part of a hook); deletes
+/// the queue of every hook that leaves the registry. Returns once the pool is draining.
 async fn supervise(
     shared: Arc<Shared>,
     workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
-    mut leases: Option<watch::Receiver<HeldSet>>,
+    mut leases: Option<(watch::Receiver<HeldSet>, u32)>,
 ) {
     let mut changes = shared.registry.watch();
-    let mut known: Vec<String> = shared
-        .registry
-        .snapshot()
-        .iter()
-        .map(|h| h.id.clone())
-        .collect();
+    let mut known = shared.registry.snapshot();
     loop {
         let hooks = shared.registry.snapshot();
-        let held: Option<HeldSet> = leases.as_mut().map(|rx| rx.borrow_and_update().clone());
-        // The hooks to run here, with the lease each works under.
-        let wanted = |id: &str| -> Option<Option<&Held>> {
-            match &held {
-                None => Some(None),
-                Some(held) => held.get(id).map(Some),
-            }
+        let held: Option<(HeldSet, u32)> = leases
+            .as_mut()
+            .map(|(rx, parts)| (rx.borrow_and_update().clone(), *parts));
+        // The workers to run, by unit: a hook id, or `<hookId>/<part>` in a cluster.
+        let wanted: HashMap<String, Wanted> = match &held {
+            Some((held, parts)) => held
+                .iter()
+                .filter_map(|(unit, lease)| {
+                    let (hook, part) = Part::of_unit(unit, *parts)?;
+                    let hook = hooks.get(hook)?;
+                    let lease = Some((lease, part));
+                    Some((unit.clone(), Wanted { hook, lease }))
+                })
+                .collect(),
+            None => hooks
+                .iter()
+                .map(|hook| (hook.id.clone(), Wanted { hook, lease: None }))
+                .collect(),
         };
         let mut stopped = Vec::new();
         {
             let mut w = workers.lock().unwrap_or_else(|p| p.into_inner());
             let stale: Vec<String> = w
                 .iter()
-                .filter(|(id, handle)| {
-                    hooks.get(id).is_none()
-                        || wanted(id).is_none_or(|lease| lease.map(|l| l.token) != handle.lease)
+                .filter(|(unit, handle)| {
+                    wanted
+                        .get(*unit)
+                        .is_none_or(|want| want.lease.map(|(l, _)| l.token) != handle.lease)
                 })
-                .map(|(id, _)| id.clone())
+                .map(|(unit, _)| unit.clone())
                 .collect();
-            for id in stale {
-                if let Some(h) = w.remove(&id) {
-                    stopped.push((id, h));
+            for unit in stale {
+                if let Some(h) = w.remove(&unit) {
+                    stopped.push(h);
                 }
             }
-            for hook in hooks.iter() {
-                let Some(lease) = wanted(&hook.id) else {
+            for (unit, want) in &wanted {
+                if w.contains_key(unit) {
                     continue;
-                };
-                if !w.contains_key(&hook.id) {
-                    // A lost lease stops the worker at once.
-                    let abort = lease.map_or_else(CancellationToken::new, |l| l.lost.child_token());
-                    let task = shared.tracker.spawn(keep(
-                        hook.clone(),
-                        shared.clone(),
-                        abort.clone(),
-                        lease.cloned(),
-                    ));
-                    let url = hook.callback_url.clone();
-                    let lease = lease.map(|l| l.token);
-                    w.insert(
-                        hook.id.clone(),
-                        WorkerHandle {
-                            url,
-                            abort,
-                            task,
-                            lease,
-                        },
-                    );
                 }
+                let (lease, part) = match want.lease {
+                    Some((lease, part)) => (Some(lease.clone()), Some(part)),
+                    None => (None, None),
+                };
+                // A lost lease stops the worker at once.
+                let abort = lease
+                    .as_ref()
+                    .map_or_else(CancellationToken::new, |l| l.lost.child_token());
+                let token = lease.as_ref().map(|l| l.token);
+                let task = shared.tracker.spawn(keep(
+                    want.hook.clone(),
+                    shared.clone(),
+                    abort.clone(),
+                    lease,
+                    part,
+                ));
+                let handle = WorkerHandle {
+                    abort,
+                    task,
+                    lease: token,
+                };
+                w.insert(unit.clone(), handle);
             }
         }
-        for (id, handle) in stopped {
+        for handle in stopped {
             handle.abort.cancel();
             let _ = handle.task.await;
-            shared.metrics.forget_hook(&id, &handle.url);
         }
-        for id in known.iter().filter(|id| hooks.get(id).is_none()) {
+        for gone in known.iter().filter(|h| hooks.get(&h.id).is_none()) {
+            shared.metrics.forget_hook(&gone.id, &gone.callback_url);
             // The hook is out of the registry: after the gate, nothing can append to its queue.
             let mut delay = Duration::from_millis(100);
-            while let Err(e) = shared.queue.delete(id).await {
-                tracing::warn!(hook = %id, error = %e, "cannot delete the queue of a removed hook yet");
+            while let Err(e) = shared.queue.delete(&gone.id).await {
+                tracing::warn!(hook = %gone.id, error = %e, "cannot delete the queue of a removed hook yet");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shared.draining.cancelled() => return,
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            tracing::info!(hook = %id, "hook removed; its queue is deleted");
+            tracing::info!(hook = %gone.id, "hook removed; its queue is deleted");
         }
-        known = hooks.iter().map(|h| h.id.clone()).collect();
+        known = hooks;
+        let leases_changed = async {
+            match leases.as_mut() {
+                Some((rx, _)) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
-            Some(changed) = async { match leases.as_mut() { Some(rx) => Some(rx.changed().await), None => None } } => {
-                if changed.is_err() { return }
-            }
+            alive = leases_changed => if !alive { return },
             _ = shared.draining.cancelled() => return,
         }
     }
@@ -269,7 +298,13 @@ async fn supervise(
 
 /// Runs a hook's worker, and runs it again if it ends (or panics) while its hook still exists
 /// and the pool is not stopping.
-async fn keep(hook: Arc<Hook>, shared: Arc<Shared>, abort: CancellationToken, lease: Option<Held>) {
+async fn keep(
+    hook: Arc<Hook>,
+    shared: Arc<Shared>,
+    abort: CancellationToken,
+    lease: Option<Held>,
+    part: Option<Part>,
+) {
     let mut delay = RESTART_MIN;
     loop {
         let started = tokio::time::Instant::now();
@@ -278,9 +313,10 @@ async fn keep(hook: Arc<Hook>, shared: Arc<Shared>, abort: CancellationToken, le
             .spawn(worker::run(
                 hook.clone(),
                 shared.clone(),
-                shared.queue.hook(&hook.id),
+                shared.queue.hook_part(&hook.id, part.map(|p| p.index)),
                 abort.clone(),
                 lease.clone(),
+                part,
             ))
             .await;
         let stopping = abort.is_cancelled() || shared.draining.is_cancelled();

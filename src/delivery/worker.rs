@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::client::Outcome;
-use super::lanes::{Batch, Lanes};
+use super::lanes::{Batch, Lanes, Part};
 use super::retry::Next;
 use crate::config::DeliveryOrder;
 use crate::hooks::{Hook, RemoveOutcome};
@@ -41,6 +41,7 @@ pub(super) async fn run(
     queue: HookQueue,
     abort: CancellationToken,
     lease: Option<Held>,
+    part: Option<Part>,
 ) {
     let stored = match queue.load_retry_state().await {
         Ok(state) => state,
@@ -61,6 +62,7 @@ pub(super) async fn run(
         queue,
         abort,
         lease,
+        part,
         lanes: Lanes::default(),
         last_read: None,
         more: true,
@@ -94,6 +96,9 @@ struct Worker {
     abort: CancellationToken,
     /// In a cluster, the hook's lease: nothing is sent unless it is surely still ours.
     lease: Option<Held>,
+    /// In a cluster, the part of the hook's lanes this worker delivers (the rest are other
+    /// workers', maybe on other relays: read past, never acknowledged here).
+    part: Option<Part>,
     lanes: Lanes,
     last_read: Option<String>,
     /// Redis may hold entries not read yet.
@@ -176,6 +181,9 @@ impl Worker {
                     } else {
                         e.lane.clone()
                     };
+                    if self.part.is_some_and(|p| !p.contains(&lane)) {
+                        continue;
+                    }
                     self.lanes.push(lane, e);
                 }
                 true

@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Pipeline};
-use tokio::sync::{Notify, RwLock, RwLockReadGuard, mpsc};
+use tokio::sync::{RwLock, RwLockReadGuard, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Readiness;
@@ -107,8 +107,9 @@ pub struct RetryState {
 struct HookState {
     /// Entries in the stream, as far as this process knows (appends minus trims).
     depth: AtomicI64,
-    /// Woken when entries were appended.
-    wake: Notify,
+    /// Counts appends: each reader of the hook (one, or one per partition in a cluster) waits
+    /// for it to move past the value it last saw, so no wake-up is lost or taken by another.
+    wake: watch::Sender<u64>,
 }
 
 /// One delivery to append.
@@ -207,7 +208,7 @@ impl DeliveryQueue {
             .get(hook_id)
             .cloned();
         if let Some(state) = state {
-            state.wake.notify_one();
+            state.wake.send_modify(|n| *n += 1);
         }
     }
 
@@ -316,16 +317,28 @@ impl DeliveryQueue {
             }
             // Acknowledgements may run between the two lengths: the stream's own count wins.
             self.set_depth(hook, &state, after);
-            state.wake.notify_one();
+            state.wake.send_modify(|n| *n += 1);
         }
     }
 
     /// The reading side of one hook's queue.
     pub fn hook(&self, hook_id: &str) -> HookQueue {
+        self.hook_part(hook_id, None)
+    }
+
+    /// The reading side of one partition of a hook's queue (in a cluster, where the lanes of a
+    /// hook are spread over relays): its own wake-ups and failure count.
+    pub fn hook_part(&self, hook_id: &str, part: Option<u32>) -> HookQueue {
+        let state = self.state(hook_id);
         HookQueue {
             queue: self.clone(),
-            state: self.state(hook_id),
+            woken: state.wake.subscribe(),
+            _state: state,
             hook: hook_id.to_string(),
+            failures_field: match part {
+                None => "failures".to_owned(),
+                Some(p) => format!("failures:{p}"),
+            },
         }
     }
 
@@ -399,8 +412,13 @@ impl DeliveryQueue {
 /// the retry state of the head.
 pub struct HookQueue {
     queue: DeliveryQueue,
-    state: Arc<HookState>,
+    /// Holds the wake-up sender while this reader lives, even if the hook's state is dropped
+    /// from the queue meanwhile (a closed channel would make every wait return at once).
+    _state: Arc<HookState>,
+    woken: watch::Receiver<u64>,
     hook: String,
+    /// The retry hash's field counting this reader's consecutive failures.
+    failures_field: String,
 }
 
 impl HookQueue {
@@ -432,12 +450,15 @@ impl HookQueue {
     }
 
     /// Returns once something was appended since the last wake-up (at once if it already was).
-    pub async fn appended(&self) {
+    pub async fn appended(&mut self) {
+        // The sender lives in the queue's state as long as this reader: `changed` cannot fail.
         match &self.queue.cluster {
-            None => self.state.wake.notified().await,
+            None => {
+                let _ = self.woken.changed().await;
+            }
             // Other relays append too; their wake-ups come over pub/sub, which can miss one.
             Some(c) => {
-                let _ = tokio::time::timeout(c.idle_poll, self.state.wake.notified()).await;
+                let _ = tokio::time::timeout(c.idle_poll, self.woken.changed()).await;
             }
         }
     }
@@ -455,7 +476,7 @@ impl HookQueue {
     pub async fn load_retry_state(&self) -> redis::RedisResult<RetryState> {
         let mut conn = self.queue.conn.clone();
         let h: HashMap<String, String> = conn.hgetall(self.queue.keys.attempt(&self.hook)).await?;
-        Ok(retry_state_from(&h))
+        Ok(retry_state_from(&h, &self.failures_field))
     }
 
     /// Records a failed request (and the hook's failure count).
@@ -469,7 +490,7 @@ impl HookQueue {
         conn.hset_multiple::<_, _, _, ()>(
             self.queue.keys.attempt(&self.hook),
             &[
-                ("failures".to_string(), failures.to_string()),
+                (self.failures_field.clone(), failures.to_string()),
                 (
                     format!("head:{head}"),
                     format!("{},{}", request.count, request.first_attempt),
@@ -486,16 +507,20 @@ impl HookQueue {
         let key = self.queue.keys.attempt(&self.hook);
         let mut fields = vec![format!("head:{head}")];
         if recovered {
-            fields.extend(["failures", "entry", "count", "firstAttempt"].map(String::from));
+            fields.push(self.failures_field.clone());
+            fields.extend(["entry", "count", "firstAttempt"].map(String::from));
         }
         conn.hdel::<_, _, ()>(key, fields).await
     }
 }
 
 /// Reads the retry hash, in this version's layout or 0.1's.
-fn retry_state_from(h: &HashMap<String, String>) -> RetryState {
+fn retry_state_from(h: &HashMap<String, String>, failures_field: &str) -> RetryState {
     let mut state = RetryState {
-        failures: h.get("failures").and_then(|f| f.parse().ok()).unwrap_or(0),
+        failures: h
+            .get(failures_field)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0),
         requests: HashMap::new(),
     };
     for (field, value) in h {
@@ -641,7 +666,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let s = retry_state_from(&h);
+        let s = retry_state_from(&h, "failures");
         assert_eq!(s.failures, 3);
         assert_eq!(
             s.requests["5-1"],
@@ -658,7 +683,10 @@ mod tests {
             }
         );
         assert_eq!(s.requests.len(), 2);
-        assert_eq!(retry_state_from(&HashMap::new()), RetryState::default());
+        assert_eq!(
+            retry_state_from(&HashMap::new(), "failures"),
+            RetryState::default()
+        );
     }
 
     #[test]

@@ -302,11 +302,9 @@ async fn relay_lost_midway(pause: bool) {
         let _: () = conn.sadd(keys.servers(), server).await.unwrap();
     }
     let a_pid = format!(":{}:", a.child.id());
-    let leases = [
-        keys.lease("ingest", "bbb1"),
-        keys.lease("ingest", "bbb2"),
-        keys.lease("hook", &hook),
-    ];
+    let mut leases = vec![keys.lease("ingest", "bbb1"), keys.lease("ingest", "bbb2")];
+    leases
+        .extend(bbb_webhooks::delivery::hook_units(&hook, 4).map(|unit| keys.lease("hook", &unit)));
     let held_by_a = eventually(WAIT, || {
         let (mut conn, leases, a_pid) = (conn.clone(), leases.clone(), a_pid.clone());
         async move {
@@ -433,6 +431,48 @@ async fn relays_survive_a_cluster_redis_restart() {
     let got = arrivals(&receiver.received_on("/all"));
     assert!(complete, "{:?}", got.by_meeting);
     assert_eq!(got.by_meeting["ext-1"], expected("ext-1", 30, "bbb1"));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// One hook's lanes are spread over the relays: the relay that took every part at first gives
+/// parts back until each holds its share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hooks_lanes_are_shared_by_the_relays() {
+    let redis = PrivateRedis::start();
+    let env = relay_env(&redis);
+    let a = env.start().await;
+    let receiver = Receiver::start().await;
+    let hook = a.create_hook(&receiver.url("/all"), "").await;
+    let b = env.start().await;
+    let keys = ClusterKeys::new(DEFAULT_PREFIX);
+    let units: Vec<String> = bbb_webhooks::delivery::hook_units(&hook, 4)
+        .map(|u| keys.lease("hook", &u))
+        .collect();
+    let conn = env.redis().await;
+    let shared = eventually(Duration::from_secs(30), || {
+        let (mut conn, units) = (conn.clone(), units.clone());
+        async move {
+            let owners: Vec<Option<String>> = conn.mget(&units).await.unwrap();
+            let distinct: std::collections::HashSet<_> = owners.iter().flatten().collect();
+            owners.iter().all(Option::is_some) && distinct.len() == 2
+        }
+    })
+    .await;
+    assert!(shared, "both relays deliver parts of the hook");
+
+    // Deliveries go on, in order per meeting, whichever relay holds which part.
+    let mut conn = env.redis().await;
+    for m in 0..8 {
+        let (int, ext) = (format!("int-{m}"), format!("ext-{m}"));
+        forward(&mut conn, "bbb1", &meeting_messages(&int, &ext, 5)).await;
+    }
+    receiver.wait_for("/all", 48, WAIT).await;
+    let got = arrivals(&receiver.received_on("/all"));
+    for m in 0..8 {
+        let ext = format!("ext-{m}");
+        assert_eq!(got.by_meeting[&ext], expected(&ext, 5, "bbb1"));
+    }
     a.stop().await;
     b.stop().await;
 }
