@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
@@ -178,13 +179,34 @@ impl Leaser {
     }
 
     /// Runs until `stop`; then gives every lease back so another instance takes over at once.
-    pub async fn run(mut self, mut units: Units, stop: CancellationToken) {
+    /// A change of any of `nudges` (the units changed: a hook was created; a relay gave a lease
+    /// back) starts a round at once, so the unit is worked on within milliseconds rather than at
+    /// the next tick.
+    pub async fn run(
+        mut self,
+        mut units: Units,
+        mut nudges: Vec<watch::Receiver<u64>>,
+        stop: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A closed nudge stays silent.
+            let waits = nudges.iter_mut().map(|rx| -> BoxFuture<'_, ()> {
+                async move {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                }
+                .boxed()
+            });
+            // `select_all` wants at least one future.
+            let never: BoxFuture<'_, ()> = std::future::pending().boxed();
+            let nudged = futures_util::future::select_all(waits.chain(std::iter::once(never)));
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
+                _ = nudged => {}
             }
             match units().await {
                 Ok(names) => {
@@ -326,8 +348,21 @@ impl Leaser {
             .arg(&self.owner)
             .invoke_async::<u64>(&mut self.conn)
             .await;
-        if let Err(e) = released {
-            tracing::warn!(kind = self.kind, unit = %name, error = %e, "cannot give a lease back; it expires on its own");
+        match released {
+            // Tell the other relays, so that one takes it at once.
+            Ok(1) => {
+                let told: redis::RedisResult<()> = self
+                    .conn
+                    .publish(self.keys.leases_channel(), self.kind)
+                    .await;
+                if let Err(e) = told {
+                    tracing::debug!(error = %e, "cannot announce a lease given back");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(kind = self.kind, unit = %name, error = %e, "cannot give a lease back; it expires on its own")
+            }
         }
     }
 

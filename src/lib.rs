@@ -8,6 +8,10 @@
 //!                              │ routing: event × hooks → deliveries        streams,   per hook,
 //!                              └ state:   meeting/user mappings            per hook)  retries)
 //!
+//!  in a cluster (docs/cluster.md): on each server  Redis pub/sub ──► input ──► forward ──► cluster Redis
+//!  (ingest stream per server); on each relay  ingest streams ──► input::cluster ──► one enqueuer per
+//!  leased server (fenced writes) ──► queue ──► delivery (leased parts of each hook's lanes)
+//!
 //!  at the side:  api (hooks/create|destroy|list|ping) ──► hooks (registry in memory + Redis)
 //!                config, checksum, metrics, health (what /ready says), keys (every Redis key
 //!                name), tls (the crypto provider of outgoing HTTPS)

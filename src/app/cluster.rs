@@ -128,9 +128,13 @@ impl Sessions {
         let stop = self.shutdown.child_token();
         let lost = lease.lost.clone();
         let watch_stop = stop.clone();
+        // Ends with the session (`stop` is cancelled on every way out) or with the lease.
+        let _stop_on_return = stop.clone().drop_guard();
         self.tracker.spawn(async move {
-            lost.cancelled().await;
-            watch_stop.cancel();
+            tokio::select! {
+                _ = lost.cancelled() => watch_stop.cancel(),
+                _ = watch_stop.cancelled() => {}
+            }
         });
         let Some(conn) = redis_conn::connect_when_ready(&self.client, &stop).await else {
             return;
@@ -200,30 +204,46 @@ impl Sessions {
     }
 }
 
-/// The relays' pub/sub: hook changes and appends announced by the other relays.
+/// The relays' pub/sub: hook changes, leases given back and appends announced by the other
+/// relays.
 pub mod bus {
     use super::*;
 
+    pub struct Bus {
+        pub client: redis::Client,
+        pub cluster: ClusterKeys,
+        pub registry: Arc<HookRegistry>,
+        pub queue: DeliveryQueue,
+        pub readiness: Readiness,
+        pub metrics: Arc<Metrics>,
+        /// Moves when a relay gave a lease back: this relay's leasers look at once.
+        pub released: watch::Sender<u64>,
+    }
+
     /// Listens until `stop`; reconnects with backoff. Every (re)subscription reloads the hooks
     /// (announcements may have been missed meanwhile) and says the input is live.
-    pub async fn run(
-        client: redis::Client,
-        cluster: ClusterKeys,
-        registry: Arc<HookRegistry>,
-        queue: DeliveryQueue,
-        readiness: Readiness,
-        metrics: Arc<Metrics>,
-        stop: CancellationToken,
-    ) {
-        let (hooks_channel, appended_channel) =
-            (cluster.hooks_channel(), cluster.appended_channel());
+    pub async fn run(bus: Bus, stop: CancellationToken) {
+        let Bus {
+            client,
+            cluster,
+            registry,
+            queue,
+            readiness,
+            metrics,
+            released,
+        } = bus;
+        let (hooks_channel, appended_channel, leases_channel) = (
+            cluster.hooks_channel(),
+            cluster.appended_channel(),
+            cluster.leases_channel(),
+        );
         let mut delay = Duration::from_millis(100);
         let mut first = true;
         while !stop.is_cancelled() {
             let subscribed = async {
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub
-                    .subscribe(&[&hooks_channel, &appended_channel])
+                    .subscribe(&[&hooks_channel, &appended_channel, &leases_channel])
                     .await?;
                 redis::RedisResult::Ok(pubsub)
             };
@@ -261,8 +281,11 @@ pub mod bus {
                     msg = messages.next() => {
                         let Some(msg) = msg else { break };
                         let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
-                        if msg.get_channel_name() == hooks_channel {
+                        let channel = msg.get_channel_name();
+                        if channel == hooks_channel {
                             reload(&registry).await;
+                        } else if channel == leases_channel {
+                            released.send_modify(|n| *n += 1);
                         } else {
                             for id in payload.split(' ') {
                                 queue.wake(id);

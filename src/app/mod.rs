@@ -362,10 +362,12 @@ async fn run_core(
     if in_cluster {
         tracing::info!(instance = %owner, prefix = %cluster_prefix(&settings), "relay in a cluster: reading the servers' ingest streams");
         let leases_stop = CancellationToken::new();
+        let (released, released_rx) = tokio::sync::watch::channel(0u64);
         let hooks_leasing = supervisor.critical(
             "hook leases",
             hook_leaser.run(
                 cluster::hooks(registry.clone(), delivery_parts),
+                vec![registry.watch(), released_rx.clone()],
                 leases_stop.clone(),
             ),
         );
@@ -375,18 +377,22 @@ async fn run_core(
             "ingest leases",
             ingest_leaser.run(
                 cluster::servers(conn.clone(), cluster_keys.clone()),
+                vec![released_rx],
                 shutdown.clone(),
             ),
         );
         supervisor.critical(
             "cluster bus",
             cluster::bus::run(
-                client.clone(),
-                cluster_keys.clone(),
-                registry.clone(),
-                queue.clone(),
-                ctx.readiness.clone(),
-                metrics.clone(),
+                cluster::bus::Bus {
+                    client: client.clone(),
+                    cluster: cluster_keys.clone(),
+                    registry: registry.clone(),
+                    queue: queue.clone(),
+                    readiness: ctx.readiness.clone(),
+                    metrics: metrics.clone(),
+                    released,
+                },
                 shutdown.clone(),
             ),
         );

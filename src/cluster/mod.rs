@@ -13,6 +13,7 @@
 //! | live relays (instance id scored by its last renewal, ms) | `<clusterPrefix>:relays` | ZSET |
 //! | one server's meeting and user mappings (the 3.x layout, per server) | `<clusterPrefix>:state:<server>:mappings`, `…:mapping:<uuid>`, `…:userMaps`, `…:userMap:<uuid>` | SET, HASH |
 //! | channel: a hook was created or destroyed (payload: its id) | `<clusterPrefix>:hooks` | PUB/SUB |
+//! | channel: a relay gave a lease back (payload: its kind), for another to take it at once | `<clusterPrefix>:leases` | PUB/SUB |
 //! | channel: entries were appended to these hooks' queues (payload: ids, space-separated) | `<clusterPrefix>:appended` | PUB/SUB |
 //!
 //! `clusterPrefix` defaults to `bbb-webhooks:cluster`.
@@ -79,6 +80,10 @@ impl ClusterKeys {
 
     pub fn hooks_channel(&self) -> String {
         format!("{}:hooks", self.prefix)
+    }
+
+    pub fn leases_channel(&self) -> String {
+        format!("{}:leases", self.prefix)
     }
 
     pub fn appended_channel(&self) -> String {

@@ -94,6 +94,9 @@ pub struct Args {
     /// Measure a cluster: a forwarder and this many relays (0: one service, not a cluster).
     #[arg(long, default_value_t = 0)]
     relays: usize,
+    /// With --relays: `cluster.deliveryParts` of the relays.
+    #[arg(long, default_value_t = 4)]
+    delivery_parts: usize,
 }
 
 /// Prints the report; exit status 3 when deliveries were lost.
@@ -287,7 +290,7 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
         "prometheus": {"enabled": true, "host": "127.0.0.1", "port": metrics_port},
         "hooks": {"multiEvent": options.multi_event, "ordering": options.ordering,
                   "queueSize": options.queue_size.unwrap_or(options.events + meetings).max(1)},
-        "cluster": {"prefix": k("cluster")},
+        "cluster": {"prefix": k("cluster"), "deliveryParts": options.delivery_parts},
         "log": {"level": "warn"}
     });
     let binary = std::env::current_exe()?;
@@ -355,6 +358,20 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
     let messages = workload(options.events, meetings, options.user_pool);
     let client = redis::Client::open(redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
+    if options.relays > 0 {
+        // A relay picks a new server up at its next lease round (within a second): measure the
+        // steady state, not that start.
+        let lease =
+            bbb_webhooks::cluster::ClusterKeys::new(&k("cluster")).lease("ingest", "bench.local");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis::AsyncCommands::exists::<_, bool>(&mut conn, &lease).await? {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no relay took the server's stream"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
     let started = Instant::now();
     let sampler = (options.sample_every > 0).then(|| {
