@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiContext};
 use crate::config::{LoadedConfig, Settings};
 use crate::delivery::DeliveryPool;
+use crate::delivery::xapi::XapiPool;
 use crate::enqueuer::{self, Enqueuer};
 use crate::health::Readiness;
 use crate::hooks::{HookRegistry, HookStore};
@@ -38,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
 use crate::redis_watch::{self, RedisWatch};
 use crate::state::StateStore;
+use crate::xapi::Xapi;
 use crate::{input, redis_conn};
 
 /// How long in-flight callbacks may run on at shutdown, by default.
@@ -318,6 +320,11 @@ async fn run_core(
     );
     supervisor.critical("delivery supervisor", pool.supervise());
     set_module_status(&metrics, "../out/webhooks/index.js", "out", true);
+    let Some((xapi, xapi_pool)) =
+        start_xapi(&settings, &keys, &conn, &queue, &supervisor, &metrics).await
+    else {
+        return;
+    };
 
     let (raw_tx, raw_rx) = input::intake(settings.redis.intake_buffer_bytes.get());
     let subscriber = supervisor.critical(
@@ -344,6 +351,7 @@ async fn run_core(
             metrics: metrics.clone(),
             readiness: ctx.readiness.clone(),
             data_lost: data_lost_rx,
+            xapi,
         },
         shutdown.clone(),
         grace,
@@ -356,10 +364,67 @@ async fn run_core(
     // The subscriber dropped its sender: the enqueuer writes what it has, then returns.
     let _ = enqueuing.await;
     pool.stop(grace).await;
+    if let Some(xapi_pool) = xapi_pool {
+        xapi_pool.stop(grace).await;
+    }
     // Every worker has stopped: the acknowledger writes the last acknowledgements and returns.
     acks_stop.cancel();
     let _ = acknowledging.await;
     tracing::info!("stopped; undelivered events stay queued in Redis");
+}
+
+/// The xAPI output, when enabled and usable: its processing side for the enqueuer (the running
+/// meetings' contexts read from Redis) and its LRS workers, started. A configuration that
+/// cannot work turns xAPI off with an error; the webhooks run as usual. `None` when stopping.
+#[allow(clippy::type_complexity)]
+async fn start_xapi(
+    settings: &Settings,
+    keys: &Keys,
+    conn: &redis::aio::ConnectionManager,
+    queue: &DeliveryQueue,
+    supervisor: &Supervisor,
+    metrics: &Arc<Metrics>,
+) -> Option<(Option<Xapi>, Option<Arc<XapiPool>>)> {
+    const MODULE: &str = "../out/xapi/index.js";
+    let lrs_added = Arc::new(tokio::sync::Notify::new());
+    let mut xapi = match Xapi::new(settings, keys.clone(), metrics.clone(), lrs_added.clone()) {
+        Ok(None) => return Some((None, None)),
+        Ok(Some(x)) => x,
+        Err(problem) => {
+            tracing::error!(problem = %problem, "xAPI output is enabled but cannot run: it stays off");
+            set_module_status(metrics, MODULE, "out", false);
+            return Some((None, None));
+        }
+    };
+    let loaded = retry_until_ok(&supervisor.shutdown, "load the xAPI meeting states", || {
+        Xapi::load(conn.clone(), keys.clone())
+    })
+    .await?;
+    let meetings = xapi.resume(loaded);
+    let pool = match XapiPool::new(
+        settings,
+        queue.clone(),
+        keys.clone(),
+        metrics.clone(),
+        supervisor.tracker.clone(),
+        lrs_added,
+    ) {
+        Ok(pool) => Arc::new(pool),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the LRS client: xAPI output stays off");
+            set_module_status(metrics, MODULE, "out", false);
+            return Some((None, None));
+        }
+    };
+    supervisor.critical("xAPI delivery supervisor", pool.clone().supervise());
+    set_module_status(metrics, MODULE, "out", true);
+    let default = xapi.default_lrs().map(|l| l.host());
+    tracing::info!(
+        default_lrs = default.as_deref().unwrap_or("none"),
+        running_meetings = meetings,
+        "xAPI statements are on"
+    );
+    Some((Some(xapi), Some(pool)))
 }
 
 /// Runs `attempt` every second until it succeeds; `None` when `shutdown` fires first.

@@ -37,6 +37,7 @@ use crate::metrics::Metrics;
 use crate::queue::{Append, Appends, DeliveryQueue};
 use crate::routing::{Filters, route};
 use crate::state::{Change, State, StateStore};
+use crate::xapi::{Batch as XapiBatch, Xapi};
 
 /// Most messages taken into one batch.
 const BATCH: usize = 1024;
@@ -58,6 +59,8 @@ pub struct Parts {
     pub readiness: Readiness,
     /// Changes each time Redis is found to have lost its data.
     pub data_lost: watch::Receiver<u64>,
+    /// xAPI statements, when enabled: made beside routing, written in the same MULTI.
+    pub xapi: Option<Xapi>,
 }
 
 pub struct Enqueuer {
@@ -77,6 +80,7 @@ pub struct Enqueuer {
     grace: Duration,
     /// Asks bbb-web about meetings the state does not know; `None` when turned off.
     lookup: Option<MeetingLookup>,
+    xapi: Option<Xapi>,
 }
 
 impl Enqueuer {
@@ -94,6 +98,7 @@ impl Enqueuer {
             metrics,
             readiness,
             data_lost,
+            xapi,
         } = parts;
         let filters = Filters::new(
             &settings.hooks.include_events,
@@ -126,6 +131,7 @@ impl Enqueuer {
             stop,
             grace,
             lookup,
+            xapi,
         }
     }
 
@@ -196,11 +202,15 @@ impl Enqueuer {
                 for (hook, _) in route(&event, &hooks, &self.filters) {
                     deliveries.push((index, hook.clone()));
                 }
+                if let Some(xapi) = self.xapi.as_mut() {
+                    xapi.process(&event);
+                }
                 events.push(event);
             }
         }
         let changes = self.mapper.state.take_journal();
-        self.write(&events, &deliveries, &changes).await;
+        let xapi = self.xapi.as_mut().map(Xapi::take_batch).unwrap_or_default();
+        self.write(&events, &deliveries, &changes, &xapi).await;
         if let Some(oldest) = batch.iter().map(|m| m.received_at).min() {
             let waited = crate::time::now_ms().saturating_sub(oldest);
             m.enqueue_latency.observe(waited as f64 / 1000.0);
@@ -280,8 +290,14 @@ impl Enqueuer {
     /// them. Each attempt holds the enqueue gate only while it runs, and leaves out hooks removed
     /// since the batch was routed (their queues are deleted, or being deleted). Only at shutdown,
     /// after the grace period, is a batch given up (with an error: its events are lost).
-    async fn write(&self, events: &[Event], deliveries: &[(usize, Arc<Hook>)], changes: &[Change]) {
-        if deliveries.is_empty() && changes.is_empty() {
+    async fn write(
+        &self,
+        events: &[Event],
+        deliveries: &[(usize, Arc<Hook>)],
+        changes: &[Change],
+        xapi: &XapiBatch,
+    ) {
+        if deliveries.is_empty() && changes.is_empty() && xapi.is_empty() {
             return;
         }
         let mut conn = self.queue.connection();
@@ -305,16 +321,33 @@ impl Enqueuer {
                     },
                 );
             }
+            // An LRS's statements are queued like a hook's deliveries (see crate::xapi).
+            for s in &xapi.statements {
+                appends.push(
+                    &s.queue,
+                    Append {
+                        lane: &s.lane,
+                        event: s.event,
+                        payload: &s.json,
+                    },
+                );
+            }
             let mut pipe = redis::pipe();
             pipe.atomic();
             self.queue.append(&mut pipe, &appends);
             self.store
                 .append_changes(&mut pipe, &self.mapper.state, changes);
+            if let Some(x) = &self.xapi {
+                x.append(xapi, &mut pipe);
+            }
             match pipe.query_async::<Vec<u64>>(&mut conn).await {
                 Ok(lengths) => {
                     // Under the gate still: a hook deleted right after keeps no depth behind.
                     self.queue.appended(&appends, &lengths);
                     drop(gate);
+                    if let Some(x) = &self.xapi {
+                        x.written(xapi);
+                    }
                     if failing_since.is_some() {
                         self.metrics
                             .redis_reconnects
@@ -388,6 +421,10 @@ impl Enqueuer {
             .expire(now, self.settings.mappings.timeout);
         if expired > 0 {
             tracing::info!(meetings = expired, "forgot inactive meetings");
+        }
+        if let Some(xapi) = self.xapi.as_mut() {
+            let timeout = self.settings.mappings.timeout.as_millis() as u64;
+            xapi.expire(now, timeout);
         }
         self.store_activity(ACTIVITY_STEP_MS).await;
     }

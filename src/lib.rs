@@ -25,6 +25,8 @@
 //! * [`app`] wires it together, supervises the tasks and owns start-up and shutdown order.
 //! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
 //! * [`bbb_web`] asks bbb-web about meetings the service missed, for the enqueuer.
+//! * [`xapi`] turns events into xAPI statements for a Learning Record Store, beside routing;
+//!   they are queued like deliveries, one queue per LRS ([`lrs`]: endpoint, credentials).
 //!
 //! Imports follow the data: a stage imports the type it receives (`input::RawMessage`), the
 //! queue it writes to or reads from, and the side modules; never a later stage past the queue,
@@ -44,6 +46,7 @@ pub mod hooks;
 pub mod input;
 pub mod keys;
 pub mod logging;
+pub mod lrs;
 pub mod mapping;
 pub mod metrics;
 pub mod queue;
@@ -53,6 +56,7 @@ pub mod routing;
 pub mod state;
 pub mod time;
 pub mod tls;
+pub mod xapi;
 
 /// The version reported in `User-Agent` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

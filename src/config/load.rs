@@ -155,11 +155,19 @@ impl LoadedConfig {
                 log_file.filename
             )
         });
+        let xapi = self.settings.xapi.problem().map(|p| {
+            format!(
+                "{p} [xapi.uuidNamespace from {}, xapi.enabled from {}]",
+                self.source_of("xapi.uuidNamespace"),
+                self.source_of("xapi.enabled")
+            )
+        });
         self.notes
             .iter()
             .cloned()
             .chain(unknown_events)
             .chain(outside_log_dir)
+            .chain(xapi)
             .collect()
     }
 
@@ -431,7 +439,7 @@ fn describe_tree(tree: &Value, origin: &BTreeMap<String, Source>) -> Vec<(String
 /// A value as `describe` prints it: JSON, with a Redis URL's password replaced.
 fn shown_value(key: &str, value: &Value) -> String {
     match (key, value.as_str()) {
-        ("redis.url" | "hooks.proxy", Some(url)) => {
+        ("redis.url" | "hooks.proxy" | "xapi.lrs.endpoint", Some(url)) => {
             Value::String(super::redact_url(url)).to_string()
         }
         _ => value.to_string(),

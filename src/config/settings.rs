@@ -26,6 +26,7 @@ pub struct Settings {
     pub mappings: MappingSettings,
     pub prometheus: PrometheusSettings,
     pub log: LogSettings,
+    pub xapi: XapiSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -392,6 +393,86 @@ impl Default for LogSettings {
             filename: "/var/log/bbb-webhooks/bbb-webhooks.log".into(),
             format: LogFormat::Auto,
         }
+    }
+}
+
+/// The xAPI output: learning records for a Learning Record Store (bbb-webhooks 3.x's
+/// `modules."../out/xapi/index.js"`). The namespace and endpoint stay text here: a bad one turns
+/// xAPI off with an error ([`XapiSettings::problem`]) while the webhooks keep running, instead
+/// of refusing the whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct XapiSettings {
+    /// env XAPI_ENABLED.
+    pub enabled: bool,
+    /// The default LRS: where meetings without their own (`meta_secret-lrs-payload`) go.
+    pub lrs: LrsSettings,
+    /// Every registration, session and activity id is a UUID v5 in this namespace.
+    pub uuid_namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct LrsSettings {
+    /// The LRS's xAPI base (`…/xapi`, `…/xAPI/statements` or the base itself).
+    pub endpoint: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Sent as `Authorization: Bearer <token>` instead of Basic.
+    pub token: Option<Secret>,
+}
+
+impl XapiSettings {
+    /// The namespace as a UUID, or why there is none.
+    pub fn namespace(&self) -> Result<uuid::Uuid, String> {
+        match self.uuid_namespace.as_deref().map(str::trim) {
+            None | Some("") => Err("xapi.uuidNamespace is not set".into()),
+            Some(text) => {
+                let parsed = uuid::Uuid::parse_str(text)
+                    .map_err(|e| format!("xapi.uuidNamespace {text:?} is not a UUID ({e})"))?;
+                // bbb-webhooks 3.x's UUID library takes only the hyphenated form with a version
+                // (1-8) and the RFC variant (or the nil and max UUIDs), and sends nothing
+                // otherwise; a namespace it refuses is refused here too, out loud.
+                let valid = text.len() == 36
+                    && (parsed.is_nil()
+                        || parsed.is_max()
+                        || ((1..=8).contains(&parsed.get_version_num())
+                            && parsed.get_variant() == uuid::Variant::RFC4122));
+                if valid {
+                    Ok(parsed)
+                } else {
+                    Err(format!(
+                        "xapi.uuidNamespace {text:?} is not a UUID with a version and the \
+                         RFC 4122 variant (8-4-4-4-12 hex digits, e.g. the output of uuidgen)"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Why xAPI, although enabled, cannot run (`None` when it can, or is off).
+    pub fn problem(&self) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        if let Err(e) = self.namespace() {
+            return Some(format!(
+                "{e}: xAPI output stays off (the webhooks run as usual)"
+            ));
+        }
+        if let Some(endpoint) = self
+            .lrs
+            .endpoint
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+            && let Err(e) = url::Url::parse(endpoint.trim())
+        {
+            return Some(format!(
+                "xapi.lrs.endpoint {endpoint:?} is not a URL ({e}): xAPI output stays off \
+                 (the webhooks run as usual)"
+            ));
+        }
+        None
     }
 }
 
