@@ -160,8 +160,18 @@ impl Xapi {
         meeting.touched = crate::time::now_ms();
         let lrs_id = match &meeting.target {
             Target::Lrs(id) => id.clone(),
-            Target::Off => return self.skipped("disabled"),
-            Target::Nowhere => return self.skipped("no_lrs"),
+            other => {
+                let reason = if *other == Target::Off {
+                    "disabled"
+                } else {
+                    "no_lrs"
+                };
+                if event.id == "meeting-ended" {
+                    self.meetings.remove(internal);
+                    self.batch.writes.push(Write::Forget(internal.to_string()));
+                }
+                return self.skipped(reason);
+            }
         };
         let user_id = attrs["user"]["internal-user-id"].as_str();
         let mut actor: Option<String> = None;
