@@ -440,6 +440,41 @@ mod tests {
     }
 
     #[test]
+    fn the_xapi_module_moves_into_xapi() {
+        let t = translate_json(json!({
+            "modules": {"../out/xapi/index.js": {"enabled": true, "type": "out", "config": {
+                "lrs": {"lrs_endpoint": "http://127.0.0.1:9109/xapi", "lrs_username": "lrs-user",
+                        "lrs_password": "lrs-pass", "lrs_token": "tok", "lrs_other": 1},
+                "uuid_namespace": "6f1c7a9e-3b52-4d0e-9a8c-2f5e1b7d4c63",
+                "redis": {"keys": {"meetings": "bigbluebutton:webhooks:xapi:meetings"}}
+            }}}
+        }));
+        assert_eq!(
+            t.tree["xapi"],
+            json!({"enabled": true, "uuidNamespace": "6f1c7a9e-3b52-4d0e-9a8c-2f5e1b7d4c63",
+                   "lrs": {"endpoint": "http://127.0.0.1:9109/xapi", "username": "lrs-user",
+                           "password": "lrs-pass", "token": "tok"}})
+        );
+        assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
+        assert!(t.notes[0].contains("lrs_other"));
+        assert_eq!(
+            t.skipped,
+            vec!["modules.\"../out/xapi/index.js\".config.redis"]
+        );
+        // 3.x reads XAPI_ENABLED as text: a string is taken as a boolean.
+        let t = translate_json(json!({
+            "modules": {"../out/xapi/index.js": {"enabled": "false", "config": {
+                "redis": {"keys": {"polls": "elsewhere"}}}}}
+        }));
+        assert_eq!(t.tree["xapi"], json!({"enabled": false}));
+        assert!(
+            t.notes[0].contains("config.redis is not used"),
+            "{:?}",
+            t.notes
+        );
+    }
+
+    #[test]
     fn modules_move_into_our_sections() {
         let t = translate_json(json!({
             "bbb": {"serverDomain": "bbb.example.com", "auth2_0": true},
