@@ -444,6 +444,22 @@ mod tests {
         ));
     }
 
+    /// The worked example of docs/xapi.md, made with its `openssl enc` command.
+    #[test]
+    fn the_documented_payload_opens() {
+        let payload = "U2FsdGVkX1/YWxzWhugBKZen4GB4a/6zZW6d0Q9khflMQuhw5hBBOn4Cg2R+wA/ad+QKwTDbNRsWcL7WNBujldSOBdX/ulujX9H2eJJy8cvfHpMVbW/mvH7WkUrgbtTT4C5S63LbN4ybrakhABKcPzG1f9d+/2MUKAgmgny6dSo=";
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/xapi.md")).unwrap();
+        assert!(doc.contains(payload), "docs/xapi.md shows this payload");
+        let p = LrsPayload::open(payload, "mysharedsecret").unwrap();
+        assert_eq!(
+            p.lrs_endpoint.as_deref(),
+            Some("https://lrs.example.com/xapi")
+        );
+        assert_eq!(p.lrs_username.as_deref(), Some("course-42"));
+        assert_eq!(p.lrs_password.as_deref(), Some("s3cret"));
+    }
+
     #[test]
     fn bad_payloads_say_why() {
         assert_eq!(decrypt("%%%", "s"), Err(PayloadError::NotBase64));
