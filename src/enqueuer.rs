@@ -392,6 +392,9 @@ impl Enqueuer {
         let mut pipe = redis::pipe();
         self.store
             .append_changes(&mut pipe, &self.mapper.state, &everything);
+        if let Some(xapi) = &self.xapi {
+            xapi.rewrite(&mut pipe);
+        }
         let mut conn = self.queue.connection();
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             tracing::warn!(error = %e, "cannot rewrite the mappings yet; trying again shortly");

@@ -400,7 +400,7 @@ impl Default for LogSettings {
 /// `modules."../out/xapi/index.js"`). The namespace and endpoint stay text here: a bad one turns
 /// xAPI off with an error ([`XapiSettings::problem`]) while the webhooks keep running, instead
 /// of refusing the whole configuration.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct XapiSettings {
     /// env XAPI_ENABLED.
@@ -409,6 +409,22 @@ pub struct XapiSettings {
     pub lrs: LrsSettings,
     /// Every registration, session and activity id is a UUID v5 in this namespace.
     pub uuid_namespace: Option<String>,
+    /// An LRS whose queue stayed empty this long (written in ms) has its worker stopped and its
+    /// stored descriptor (credentials) deleted; its next statement brings both back. Bounds
+    /// what per-meeting LRSes leave behind.
+    #[serde(with = "positive_millis")]
+    pub lrs_idle_timeout: Duration,
+}
+
+impl Default for XapiSettings {
+    fn default() -> Self {
+        XapiSettings {
+            enabled: false,
+            lrs: LrsSettings::default(),
+            uuid_namespace: None,
+            lrs_idle_timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -14,9 +14,14 @@
 //! anything else (no answer, 5xx, 401/403/404: a configuration that may be fixed, 429) is retried.
 //! Redirects are not followed (a POST redirected elsewhere would not be a stored statement).
 //!
-//! Which LRSes exist is in Redis ([`crate::lrs`]): read at start and again whenever the
-//! processing side queued for an LRS it had not used before. Workers stop only at shutdown. A
-//! worker that ends otherwise (a panic) is started again at the next look.
+//! Which LRSes exist is in Redis ([`crate::lrs`]): read at start and again (at most every
+//! [`COALESCE`]) when the processing side queued statements, so an LRS gets a worker as soon as
+//! it has statements. An LRS whose queue stayed empty for `xapi.lrsIdleTimeout` retires: its
+//! worker ends and its descriptor (credentials) is deleted from Redis, in one script that checks
+//! the queue is still empty; the processing side writes the descriptor again with its next
+//! statement, and the next look starts a worker. So per-meeting LRSes leave neither tasks nor
+//! credentials behind. A worker that ends otherwise (a panic) is counted and started again at
+//! the next look.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -42,6 +47,29 @@ const PREFETCH: usize = 64;
 const LOOK_EVERY: Duration = Duration::from_secs(10);
 /// How much of an LRS's answer is read (its content is never used).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// After being told of new statements, the next look at the LRS list waits this long, so that a
+/// busy enqueuer (told at each batch) costs one look per period.
+const COALESCE: Duration = Duration::from_millis(100);
+
+/// Retires an idle LRS if its queue is still empty: deletes its descriptor and retry state.
+/// KEYS: queue, LRS hash, retry state; ARGV: lrsId. 1 when retired.
+const RETIRE: &str = r"
+if redis.call('XLEN', KEYS[1]) == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[3], KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// Why a worker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Shutdown, or aborted.
+    Stopped,
+    /// Idle: its descriptor was deleted.
+    Retired,
+}
 
 static FAILURE_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 static REJECTED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
@@ -52,6 +80,8 @@ struct Shared {
     keys: Keys,
     http: reqwest::Client,
     policy: RetryPolicy,
+    idle: Duration,
+    retire: redis::Script,
     metrics: Arc<Metrics>,
     tracker: TaskTracker,
     draining: CancellationToken,
@@ -59,7 +89,7 @@ struct Shared {
 
 struct Worker {
     abort: CancellationToken,
-    task: JoinHandle<()>,
+    task: JoinHandle<Exit>,
 }
 
 /// The LRS workers.
@@ -94,6 +124,8 @@ impl XapiPool {
                 http,
                 // Every LRS counts as permanent: its statements are never given up.
                 policy: RetryPolicy::new(&settings.hooks),
+                idle: settings.xapi.lrs_idle_timeout,
+                retire: redis::Script::new(RETIRE),
                 metrics,
                 tracker,
                 draining: CancellationToken::new(),
@@ -111,7 +143,12 @@ impl XapiPool {
                 Err(e) => tracing::warn!(error = %e, "cannot read the xAPI LRS list yet"),
             }
             tokio::select! {
-                _ = self.lrs_added.notified() => {}
+                _ = self.lrs_added.notified() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(COALESCE) => {}
+                        _ = self.shared.draining.cancelled() => return,
+                    }
+                }
                 _ = tokio::time::sleep(LOOK_EVERY) => {}
                 _ = self.shared.draining.cancelled() => return,
             }
@@ -119,17 +156,30 @@ impl XapiPool {
     }
 
     fn start_missing(&self, all: HashMap<String, Lrs>) {
+        use futures_util::FutureExt;
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, lrs) in all {
-            if let Some(w) = workers.get(&id) {
-                if !w.task.is_finished() {
-                    continue;
+        let ended: Vec<String> = workers
+            .iter()
+            .filter(|(_, w)| w.task.is_finished())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            let Some(w) = workers.remove(&id) else {
+                continue;
+            };
+            match w.task.now_or_never() {
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => {
+                    self.shared.metrics.worker_restarts.inc();
+                    tracing::error!(lrs = %id, error = %e, "an xAPI worker ended unexpectedly; it is started again while its LRS has statements");
                 }
-                self.shared.metrics.worker_restarts.inc();
-                tracing::error!(lrs = %id, "an xAPI worker ended unexpectedly; starting it again");
-            } else {
-                tracing::info!(lrs = %id, host = %lrs.host(), "xAPI statements for this LRS are sent from its queue");
             }
+        }
+        for (id, lrs) in all {
+            if workers.contains_key(&id) {
+                continue;
+            }
+            tracing::info!(lrs = %id, host = %lrs.host(), "xAPI statements for this LRS are sent from its queue");
             let abort = CancellationToken::new();
             let task =
                 self.shared
@@ -203,7 +253,7 @@ async fn send(http: &reqwest::Client, lrs: &Lrs, statement: &str) -> Outcome {
 }
 
 /// One LRS's worker: its queue, in order, one statement at a time.
-async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken) {
+async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken) -> Exit {
     let name = format!("{XAPI_QUEUE_PREFIX}{id}");
     let queue = shared.queue.hook(&name);
     let host = lrs.host();
@@ -216,7 +266,7 @@ async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(lrs = %id, error = %e, "cannot read the xAPI queue yet");
                 if pause(&shared, &abort, Duration::from_secs(1)).await {
-                    return;
+                    return Exit::Stopped;
                 }
             }
         }
@@ -227,11 +277,16 @@ async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken
     let mut last_read: Option<String> = None;
     loop {
         if shared.draining.is_cancelled() || abort.is_cancelled() {
-            return;
+            return Exit::Stopped;
         }
         let Some(entry) = window.front().cloned() else {
-            if fill(&shared, &queue, &mut window, &mut last_read, &abort, &id).await {
-                return;
+            if let Some(exit) =
+                fill(&shared, &queue, &mut window, &mut last_read, &abort, &id).await
+            {
+                if exit == Exit::Retired {
+                    tracing::info!(lrs = %id, host = %host, "the LRS had no statements for a while: its worker stops and its stored credentials are deleted until its next statement");
+                }
+                return exit;
             }
             continue;
         };
@@ -284,15 +339,15 @@ async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken
                     tracing::warn!(lrs = %id, error = %e, "cannot store the LRS's retry state");
                 }
                 if pause(&shared, &abort, wait).await {
-                    return;
+                    return Exit::Stopped;
                 }
             }
         }
     }
 }
 
-/// Reads the next statements into `window`, waiting for appends when there are none; true when
-/// the worker must stop.
+/// Reads the next statements into `window`, waiting for appends when there are none; `Some`
+/// when the worker must end (stopping, or retired after `xapi.lrsIdleTimeout` without any).
 async fn fill(
     shared: &Shared,
     queue: &HookQueue,
@@ -300,23 +355,49 @@ async fn fill(
     last_read: &mut Option<String>,
     abort: &CancellationToken,
     id: &str,
-) -> bool {
+) -> Option<Exit> {
+    let stop = || Some(Exit::Stopped);
     match queue.read(last_read.as_deref(), PREFETCH).await {
         Ok(entries) if entries.is_empty() => {
             tokio::select! {
-                _ = queue.appended() => false,
-                _ = shared.draining.cancelled() => true,
-                _ = abort.cancelled() => true,
+                _ = queue.appended() => None,
+                _ = tokio::time::sleep(shared.idle) => retire(shared, id).await,
+                _ = shared.draining.cancelled() => stop(),
+                _ = abort.cancelled() => stop(),
             }
         }
         Ok(entries) => {
             *last_read = entries.last().map(|e| e.id.clone());
             window.extend(entries);
-            false
+            None
         }
         Err(e) => {
             tracing::warn!(lrs = %id, error = %e, "cannot read the xAPI queue; trying again");
-            pause(shared, abort, Duration::from_secs(1)).await
+            pause(shared, abort, Duration::from_secs(1))
+                .await
+                .then_some(Exit::Stopped)
+        }
+    }
+}
+
+/// Deletes an idle LRS's descriptor if its queue is still empty; `Some(Retired)` when it did.
+async fn retire(shared: &Shared, id: &str) -> Option<Exit> {
+    let name = format!("{XAPI_QUEUE_PREFIX}{id}");
+    let mut conn = shared.conn.clone();
+    let retired: redis::RedisResult<i64> = shared
+        .retire
+        .key(shared.keys.queue(&name))
+        .key(shared.keys.xapi_lrs())
+        .key(shared.keys.attempt(&name))
+        .arg(id)
+        .invoke_async(&mut conn)
+        .await;
+    match retired {
+        Ok(1) => Some(Exit::Retired),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(lrs = %id, error = %e, "cannot retire an idle LRS now");
+            None
         }
     }
 }

@@ -18,13 +18,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::keys::Keys;
+use crate::lrs::Lrs;
 
 /// Where a meeting's statements go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "lrs", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
-    /// The LRS of this id.
-    Lrs(String),
+    /// This LRS (its descriptor is kept here too: it goes with each batch of the meeting's
+    /// statements, also after a restart and after an idle LRS's descriptor was deleted).
+    Lrs { id: String, lrs: Lrs },
     /// `meta_xapi-enabled=false`.
     Off,
     /// No LRS: none configured, or the meeting's payload could not be used.

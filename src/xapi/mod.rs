@@ -20,7 +20,7 @@
 pub mod context;
 pub mod statements;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
@@ -52,9 +52,8 @@ pub struct Statement {
 pub struct Batch {
     pub statements: Vec<Statement>,
     writes: Vec<Write>,
-    lrs: Vec<Lrs>,
-    /// LRSes this process had not queued for before.
-    new_lrs: bool,
+    /// The LRS of each statement, once: their descriptors are written with the statements.
+    lrs: Vec<(String, Lrs)>,
 }
 
 impl Batch {
@@ -72,8 +71,6 @@ pub struct Xapi {
     keys: Keys,
     ttl_ms: u64,
     meetings: HashMap<String, MeetingContext>,
-    /// Every LRS statements were queued for by this process.
-    seen_lrs: HashSet<String>,
     batch: Batch,
     metrics: Arc<Metrics>,
     /// Tells delivery that an LRS it may not know has statements.
@@ -106,7 +103,6 @@ impl Xapi {
             keys,
             ttl_ms: settings.mappings.timeout.as_millis() as u64,
             meetings: HashMap::new(),
-            seen_lrs: HashSet::new(),
             batch: Batch::default(),
             metrics,
             lrs_added,
@@ -158,8 +154,8 @@ impl Xapi {
             return;
         };
         meeting.touched = crate::time::now_ms();
-        let lrs_id = match &meeting.target {
-            Target::Lrs(id) => id.clone(),
+        let (lrs_id, lrs) = match &meeting.target {
+            Target::Lrs { id, lrs } => (id.clone(), lrs.clone()),
             other => {
                 let reason = if *other == Target::Off {
                     "disabled"
@@ -280,6 +276,9 @@ impl Xapi {
                 .xapi_statements_queued
                 .with_label_values(&[&lrs_id])
                 .inc();
+            if !self.batch.lrs.iter().any(|(id, _)| *id == lrs_id) {
+                self.batch.lrs.push((lrs_id.clone(), lrs));
+            }
             self.batch.statements.push(Statement {
                 queue: format!("{XAPI_QUEUE_PREFIX}{lrs_id}"),
                 lane: internal.to_string(),
@@ -345,16 +344,8 @@ impl Xapi {
         self.meetings.insert(internal.to_string(), meeting);
     }
 
-    /// The target for `lrs`; its descriptor goes into the batch.
     fn use_lrs(&mut self, lrs: Lrs) -> Target {
-        let id = lrs.id();
-        if self.seen_lrs.insert(id.clone()) {
-            self.batch.new_lrs = true;
-        }
-        if !self.batch.lrs.iter().any(|l| l.id() == id) {
-            self.batch.lrs.push(lrs);
-        }
-        Target::Lrs(id)
+        Target::Lrs { id: lrs.id(), lrs }
     }
 
     fn skipped(&self, reason: &str) {
@@ -366,34 +357,49 @@ impl Xapi {
 
     /// What the events processed since the last call produced.
     pub fn take_batch(&mut self) -> Batch {
-        let mut batch = std::mem::take(&mut self.batch);
-        // The default LRS's descriptor goes with every batch that queues for it: one HSET, and
-        // Redis always has it (also after it lost its data).
-        if let Some(default) = &self.default_lrs {
-            let id = default.id();
-            let queued = format!("{XAPI_QUEUE_PREFIX}{id}");
-            if batch.statements.iter().any(|s| s.queue == queued)
-                && !batch.lrs.iter().any(|l| l.id() == id)
-            {
-                batch.lrs.push(default.clone());
-            }
-        }
-        batch
+        std::mem::take(&mut self.batch)
     }
 
-    /// Adds the batch's context changes and LRS descriptors to `pipe` (replies ignored).
+    /// Adds the batch's context changes and LRS descriptors to `pipe` (replies ignored). Each
+    /// LRS's descriptor goes with every batch that queues for it (one `HSET`): Redis has it
+    /// whenever a statement waits for it, also after an idle LRS's descriptor was deleted or
+    /// Redis lost its data.
     pub fn append(&self, batch: &Batch, pipe: &mut redis::Pipeline) {
-        for l in &batch.lrs {
+        for (_, l) in &batch.lrs {
             lrs::store(pipe, &self.keys, l);
         }
         context::append(pipe, &self.keys, &batch.writes, self.ttl_ms);
     }
 
-    /// Redis took the batch: delivery hears of LRSes it may not know yet.
+    /// Redis took the batch: delivery looks for LRSes without a worker (new, or retired while
+    /// idle). Coalesced on its side: many batches, one look.
     pub fn written(&self, batch: &Batch) {
-        if batch.new_lrs {
+        if !batch.statements.is_empty() {
             self.lrs_added.notify_one();
         }
+    }
+
+    /// After Redis lost its data: every running meeting's context, written again into `pipe`.
+    pub fn rewrite(&self, pipe: &mut redis::Pipeline) -> usize {
+        let mut writes = Vec::new();
+        for m in self.meetings.values() {
+            writes.push(Write::Meeting(m.clone()));
+            for (user, name) in &m.users {
+                writes.push(Write::User {
+                    meeting: m.internal_meeting_id.clone(),
+                    user: user.clone(),
+                    name: name.clone(),
+                });
+            }
+            for poll in m.polls.values() {
+                writes.push(Write::Poll {
+                    meeting: m.internal_meeting_id.clone(),
+                    poll: poll.clone(),
+                });
+            }
+        }
+        context::append(pipe, &self.keys, &writes, self.ttl_ms);
+        self.meetings.len()
     }
 
     /// Forgets, in memory, meetings without an event for `timeout_ms` (their hash expires on its

@@ -29,8 +29,11 @@ fn messages(inputs: &[Value]) -> Vec<String> {
 
 /// An environment whose default LRS is `lrs` (Basic auth, as the fixture's configuration).
 fn xapi_env(name: &str, lrs: &Receiver) -> Env {
-    Env::new(name)
-        .with("bbb.serverDomain", json!("localhost"))
+    with_xapi(Env::new(name), lrs)
+}
+
+fn with_xapi(env: Env, lrs: &Receiver) -> Env {
+    env.with("bbb.serverDomain", json!("localhost"))
         .with("xapi.enabled", json!(true))
         .with("xapi.uuidNamespace", json!(NAMESPACE))
         .with("xapi.lrs.endpoint", json!(lrs.url("/xapi")))
@@ -380,6 +383,91 @@ async fn a_wrong_payload_or_xapi_enabled_false_sends_nothing_for_that_meeting() 
             .with_label_values(&["no_lrs"])
             .get()
             >= 2
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_lrs_retires_and_comes_back_with_its_next_statement() {
+    let lrs = Receiver::start().await;
+    let env = xapi_env("xapi-idle", &lrs).with("xapi.lrsIdleTimeout", json!(300));
+    let app = env.start().await;
+    env.publish(&[
+        created_with("m-idle", "ext-idle", json!({})),
+        joined("m-idle", "u1"),
+    ])
+    .await;
+    lrs.wait_for(STATEMENTS, 2, WAIT).await;
+    // Idle: the worker stops, the stored endpoint and credentials go.
+    let hash = env.key("rs:xapi:lrs");
+    let retired = eventually(WAIT, || async {
+        let mut c = env.redis().await;
+        let n: usize = redis::AsyncCommands::hlen(&mut c, &hash).await.unwrap_or(1);
+        n == 0
+    })
+    .await;
+    assert!(retired, "the idle LRS's descriptor is deleted");
+    // The meeting goes on: its next statement brings the LRS back.
+    env.publish(&[chat("m-idle", "u1", "after a pause")]).await;
+    let got = lrs.wait_for(STATEMENTS, 3, WAIT).await;
+    let verbs: Vec<String> = got
+        .iter()
+        .map(|r| {
+            body(r)["verb"]["id"]
+                .as_str()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(verbs, ["initialized", "join", "posted"]);
+    assert_eq!(
+        app.app.metrics.worker_restarts.get(),
+        0,
+        "retiring is no crash"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_that_lost_its_data_gets_the_running_meetings_xapi_state_back() {
+    let redis = crate::private_redis::PrivateRedis::start();
+    let lrs = Receiver::start().await;
+    let env = with_xapi(Env::on("xapi-wipe", &redis.url()), &lrs);
+    let app = env.start().await;
+    env.publish(&[
+        created_with("m-wipe", "ext-wipe", json!({})),
+        joined("m-wipe", "u1"),
+    ])
+    .await;
+    let before = lrs.wait_for(STATEMENTS, 2, WAIT).await;
+    let mut c = env.redis().await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    let rewritten = eventually(WAIT, || async {
+        let mut c = env.redis().await;
+        let meetings: Vec<String> =
+            redis::AsyncCommands::smembers(&mut c, env.key("rs:xapi:meetings"))
+                .await
+                .unwrap_or_default();
+        meetings == ["m-wipe"]
+    })
+    .await;
+    assert!(
+        rewritten,
+        "the running meeting's xAPI state is written again from memory"
+    );
+    env.publish(&[chat("m-wipe", "u1", "after the wipe")]).await;
+    let got = lrs.wait_for(STATEMENTS, 3, WAIT).await;
+    let last = body(&got[2]);
+    assert_eq!(
+        last["verb"]["id"],
+        json!("https://w3id.org/xapi/acrossx/verbs/posted")
+    );
+    assert_eq!(
+        last["context"]["registration"],
+        body(&before[0])["context"]["registration"]
     );
     app.stop().await;
 }
