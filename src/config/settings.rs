@@ -414,6 +414,10 @@ pub struct XapiSettings {
     /// what per-meeting LRSes leave behind.
     #[serde(with = "positive_millis")]
     pub lrs_idle_timeout: Duration,
+    /// Most statements of a backlog in one request (a JSON array, as xAPI allows); 1 (one
+    /// statement per request, as 3.x) unless raised. Up to 64.
+    #[serde(with = "at_least_one")]
+    pub statements_per_request: NonZeroUsize,
 }
 
 impl Default for XapiSettings {
@@ -423,6 +427,7 @@ impl Default for XapiSettings {
             lrs: LrsSettings::default(),
             uuid_namespace: None,
             lrs_idle_timeout: Duration::from_secs(600),
+            statements_per_request: NonZeroUsize::MIN,
         }
     }
 }

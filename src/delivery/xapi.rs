@@ -9,9 +9,12 @@
 //! `permanentIntervalReset` forever: an LRS is never given up, its statements wait, bounded by
 //! `hooks.queueSize` with drops counted), and the retry state in Redis across restarts.
 //!
-//! Outcomes: 2xx is sent; 400, 409, 413 and 422 mean the LRS refuses this statement (retrying
-//! cannot help): it is dropped with a warning and counted as failed `rejected_<status>`;
-//! anything else (no answer, 5xx, 401/403/404: a configuration that may be fixed, 429) is retried.
+//! With a backlog, up to `xapi.statementsPerRequest` statements go in one request (a JSON array:
+//! every LRS takes one; 1 by default, as 3.x). Outcomes: 2xx is sent; 400, 409, 413 and 422 mean
+//! the LRS refuses the request for good (retrying cannot help): a single statement is dropped
+//! with a warning and counted as failed `rejected_<status>`, the statements of a refused array
+//! are sent again one by one so that only the bad one is dropped; anything else (no answer,
+//! 5xx, 401/403/404: a configuration that may be fixed, 429) is retried.
 //! Redirects are not followed (a POST redirected elsewhere would not be a stored statement).
 //!
 //! Which LRSes exist is in Redis ([`crate::lrs`]): read at start and again (at most every
@@ -80,6 +83,7 @@ struct Shared {
     keys: Keys,
     http: reqwest::Client,
     policy: RetryPolicy,
+    per_request: usize,
     idle: Duration,
     retire: redis::Script,
     metrics: Arc<Metrics>,
@@ -125,6 +129,7 @@ impl XapiPool {
                 // Every LRS counts as permanent: its statements are never given up.
                 policy: RetryPolicy::new(&settings.hooks),
                 idle: settings.xapi.lrs_idle_timeout,
+                per_request: settings.xapi.statements_per_request.get().min(PREFETCH),
                 retire: redis::Script::new(RETIRE),
                 metrics,
                 tracker,
@@ -221,12 +226,20 @@ enum Outcome {
     Failed(String),
 }
 
-async fn send(http: &reqwest::Client, lrs: &Lrs, statement: &str) -> Outcome {
+/// One request: a single statement as it is, several as a JSON array.
+async fn send(http: &reqwest::Client, lrs: &Lrs, statements: &[Entry]) -> Outcome {
+    let body = match statements {
+        [one] => one.payload.clone(),
+        many => {
+            let items: Vec<&str> = many.iter().map(|e| e.payload.as_str()).collect();
+            format!("[{}]", items.join(","))
+        }
+    };
     let mut request = http
         .post(&lrs.statements_url)
         .header("Content-Type", "application/json")
         .header("X-Experience-API-Version", "1.0.0")
-        .body(statement.to_string());
+        .body(body);
     if let Some(auth) = lrs.auth.header() {
         request = request.header("Authorization", auth);
     }
@@ -275,11 +288,13 @@ async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken
     let mut first_attempts: HashMap<String, FailedRequest> = stored.requests;
     let mut window: VecDeque<Entry> = VecDeque::new();
     let mut last_read: Option<String> = None;
+    // After an array was refused: its statements go one by one, up to this one.
+    let mut singly_until: Option<(u64, u64)> = None;
     loop {
         if shared.draining.is_cancelled() || abort.is_cancelled() {
             return Exit::Stopped;
         }
-        let Some(entry) = window.front().cloned() else {
+        let Some(head) = window.front().map(Entry::key) else {
             if let Some(exit) =
                 fill(&shared, &queue, &mut window, &mut last_read, &abort, &id).await
             {
@@ -290,8 +305,20 @@ async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken
             }
             continue;
         };
-        let outcome = send(&shared.http, &lrs, &entry.payload).await;
+        let n = if singly_until.is_some_and(|last| head <= last) {
+            1
+        } else {
+            singly_until = None;
+            shared.per_request.min(window.len())
+        };
+        let batch: Vec<Entry> = window.iter().take(n).cloned().collect();
+        let entry = batch[0].clone();
+        let outcome = send(&shared.http, &lrs, &batch).await;
         match outcome {
+            Outcome::Rejected(_) if n > 1 => {
+                singly_until = batch.last().map(Entry::key);
+                continue;
+            }
             Outcome::Sent | Outcome::Rejected(_) => {
                 if let Outcome::Rejected(status) = outcome {
                     m.xapi_statements_failed
@@ -301,10 +328,12 @@ async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken
                         tracing::warn!(lrs = %id, host = %host, status, event = %entry.event, similar_held_back = held_back, "the LRS rejected an xAPI statement: dropped");
                     }
                 } else {
-                    m.xapi_statements_sent.with_label_values(&[&id]).inc();
+                    m.xapi_statements_sent
+                        .with_label_values(&[&id])
+                        .inc_by(n as u64);
                 }
-                queue.ack(vec![entry.id.clone()]);
-                window.pop_front();
+                queue.ack(batch.iter().map(|e| e.id.clone()).collect());
+                window.drain(..n);
                 let recovered = failures > 0;
                 if recovered {
                     tracing::info!(lrs = %id, host = %host, failures, "the LRS takes xAPI statements again");
@@ -332,7 +361,7 @@ async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken
                 let request = *first_attempts
                     .entry(entry.id.clone())
                     .or_insert(FailedRequest {
-                        count: 1,
+                        count: n,
                         first_attempt: crate::time::now_ms(),
                     });
                 if let Err(e) = queue.save_failure(failures, &entry.id, request).await {

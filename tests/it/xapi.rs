@@ -387,6 +387,90 @@ async fn a_wrong_payload_or_xapi_enabled_false_sends_nothing_for_that_meeting() 
     app.stop().await;
 }
 
+/// The statements of the requests the LRS accepted, single or in arrays, in order.
+fn statements_of(rs: &[Received]) -> Vec<Value> {
+    rs.iter()
+        .flat_map(|r| match body(r) {
+            Value::Array(items) => items,
+            one => vec![one],
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_backlog_goes_in_arrays_and_a_refused_array_is_sent_again_one_by_one() {
+    // Down for the first two requests (a backlog forms), then up; any request holding the chat
+    // statement is refused for good (400).
+    let lrs = Receiver::with_request(|r, n| {
+        if r.body.contains("acrossx/verbs/posted") {
+            Reply::status(400)
+        } else if n < 2 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let env = xapi_env("xapi-arrays", &lrs).with("xapi.statementsPerRequest", json!(8));
+    let app = env.start().await;
+    env.publish(&messages(&inputs())).await;
+    let want: Vec<Value> = expected()
+        .into_iter()
+        .map(|l| l["body"].clone())
+        .filter(|b| !b["verb"]["id"].as_str().unwrap().ends_with("/posted"))
+        .collect();
+    let delivered = eventually(WAIT, || async {
+        let ok: Vec<Received> = lrs
+            .received()
+            .into_iter()
+            .filter(|r| !r.body.contains("acrossx/verbs/posted"))
+            .skip(2)
+            .collect();
+        statements_of(&ok).len() >= want.len()
+    })
+    .await;
+    let all = lrs.received();
+    let ok: Vec<Received> = all
+        .iter()
+        .filter(|r| !r.body.contains("acrossx/verbs/posted"))
+        .skip(2)
+        .cloned()
+        .collect();
+    let got = statements_of(&ok);
+    assert!(delivered, "{} of {} statements", got.len(), want.len());
+    assert!(
+        ok.len() < got.len(),
+        "some requests carried several statements"
+    );
+    assert!(ok.iter().all(|r| match body(r) {
+        Value::Array(items) => items.len() <= 8,
+        _ => true,
+    }));
+    let verbs = |v: &[Value]| -> Vec<String> {
+        v.iter()
+            .map(|s| s["verb"]["id"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(
+        verbs(&got),
+        verbs(&want),
+        "every statement but the refused one, once, in order"
+    );
+    let id = lrs_id(&app);
+    let m = &app.app.metrics;
+    assert_eq!(
+        m.xapi_statements_failed
+            .with_label_values(&[&id, "rejected_400"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        m.xapi_statements_sent.with_label_values(&[&id]).get(),
+        want.len() as u64
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn an_idle_lrs_retires_and_comes_back_with_its_next_statement() {
     let lrs = Receiver::start().await;
