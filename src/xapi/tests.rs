@@ -182,3 +182,32 @@ fn invalid_namespaces_keep_xapi_off() {
     let e = Xapi::new(&s, keys, Metrics::new(false), Arc::new(Notify::new())).err();
     assert!(e.is_some_and(|e| e.contains("01234567-89ab-cdef")));
 }
+
+#[test]
+#[ignore]
+fn measure_process_cost() {
+    let s = settings();
+    let mut x = xapi(&s);
+    let inputs = lines("input.jsonl");
+    run(&mut x, &inputs[..2]);
+    let mut mapper = Mapper::default();
+    for l in &inputs[..2] {
+        let _ = mapper.map(l["message"].to_string().as_bytes(), 1);
+    }
+    let chat = inputs[14]["message"].to_string();
+    let events: Vec<_> = (0..10_000)
+        .flat_map(|_| mapper.map(chat.as_bytes(), 1).unwrap())
+        .collect();
+    let start = std::time::Instant::now();
+    for e in &events {
+        x.process(e);
+    }
+    let b = x.take_batch();
+    let took = start.elapsed();
+    eprintln!(
+        "xapi process: {} events, {} statements, {:.1} µs each",
+        events.len(),
+        b.statements.len(),
+        took.as_secs_f64() * 1e6 / events.len() as f64
+    );
+}

@@ -586,3 +586,79 @@ fn openssl_encrypt(plain: &str, secret: &str) -> Option<String> {
     assert!(out.status.success(), "openssl enc failed");
     Some(String::from_utf8(out.stdout).ok()?.trim().to_string())
 }
+
+/// Figures, not a check of behaviour (run with `--ignored --nocapture`): statements per second to
+/// an LRS on loopback answering at once or after 20 ms, one statement per request or arrays of
+/// 20; and the enqueuer's time per batch with xAPI on and off. Each run still checks that every
+/// statement arrived, in order.
+#[tokio::test]
+#[ignore]
+async fn measure_xapi_throughput() {
+    for (delay_ms, per_request, n) in [(0, 1, 2000), (0, 20, 2000), (20, 1, 200), (20, 20, 2000)] {
+        let lrs =
+            Receiver::with(move |_, _| Reply::ok().delayed(Duration::from_millis(delay_ms))).await;
+        let env =
+            xapi_env("xapi-measure", &lrs).with("xapi.statementsPerRequest", json!(per_request));
+        let app = env.start().await;
+        env.publish(&[created_with("m-x", "ext-x", json!({})), joined("m-x", "u1")])
+            .await;
+        let ready = eventually(WAIT, || async { statements_of(&lrs.received()).len() >= 2 }).await;
+        assert!(ready);
+        let chats: Vec<String> = (0..n)
+            .map(|i| chat("m-x", "u1", &format!("c{i:05}")))
+            .collect();
+        let start = std::time::Instant::now();
+        env.publish(&chats).await;
+        let done = eventually(Duration::from_secs(120), || async {
+            statements_of(&lrs.received()).len() >= n + 2
+        })
+        .await;
+        let took = start.elapsed();
+        assert!(done);
+        let got = statements_of(&lrs.received());
+        assert_eq!(got.len(), n + 2, "once each");
+        let m = &app.app.metrics;
+        let (sum, count) = (
+            m.enqueue_latency.get_sample_sum(),
+            m.enqueue_latency.get_sample_count(),
+        );
+        eprintln!(
+            "xAPI: LRS delay {delay_ms} ms, {per_request} per request: {n} statements in {:.2} s = {:.0}/s, {} requests; enqueue latency mean {:.2} ms over {count} batches",
+            took.as_secs_f64(),
+            n as f64 / took.as_secs_f64(),
+            lrs.received().len(),
+            sum * 1000.0 / count.max(1) as f64
+        );
+        app.stop().await;
+    }
+    // The enqueuer's cost of xAPI: the same burst to a hook, with xAPI off and on.
+    let lrs = Receiver::start().await;
+    for on in [false, true, false, true] {
+        let env = xapi_env("xapi-measure-off", &lrs).with("xapi.enabled", json!(on));
+        let app = env.start().await;
+        app.create_hook(&lrs.url("/hook"), "").await;
+        env.publish(&[created_with("m-y", "ext-y", json!({})), joined("m-y", "u1")])
+            .await;
+        let chats: Vec<String> = (0..5000)
+            .map(|i| chat("m-y", "u1", &format!("c{i:05}")))
+            .collect();
+        env.publish(&chats).await;
+        let m = app.app.metrics.clone();
+        let all = eventually(Duration::from_secs(60), || async {
+            m.messages_received.get() >= 5002
+        })
+        .await;
+        assert!(all);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (sum, count) = (
+            m.enqueue_latency.get_sample_sum(),
+            m.enqueue_latency.get_sample_count(),
+        );
+        eprintln!(
+            "xAPI {}: 5000 chat messages to a hook, enqueue latency mean {:.2} ms over {count} batches",
+            if on { "on" } else { "off" },
+            sum * 1000.0 / count.max(1) as f64
+        );
+        app.stop().await;
+    }
+}
