@@ -35,6 +35,16 @@ use crate::metrics::Metrics;
 use context::{MeetingContext, Poll, Target, Write};
 use statements::{Ids, Subject};
 
+/// Why xAPI, although enabled, cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum XapiError {
+    /// A setting no field type checks (the namespace, the endpoint): the message names it.
+    #[error("{0}")]
+    Settings(String),
+    #[error(transparent)]
+    Lrs(#[from] crate::lrs::LrsError),
+}
+
 /// One statement to queue.
 #[derive(Debug, Clone)]
 pub struct Statement {
@@ -84,16 +94,16 @@ impl Xapi {
         keys: Keys,
         metrics: Arc<Metrics>,
         lrs_added: Arc<Notify>,
-    ) -> Result<Option<Xapi>, String> {
+    ) -> Result<Option<Xapi>, XapiError> {
         let x = &settings.xapi;
         if !x.enabled {
             return Ok(None);
         }
         if let Some(problem) = x.problem() {
-            return Err(problem);
+            return Err(XapiError::Settings(problem));
         }
-        let ns = x.namespace()?;
-        let default_lrs = Lrs::from_settings(&x.lrs).map_err(|e| e.to_string())?;
+        let ns = x.namespace().map_err(XapiError::Settings)?;
+        let default_lrs = Lrs::from_settings(&x.lrs)?;
         Ok(Some(Xapi {
             ids: Ids(ns),
             domain: settings.bbb.server_domain.clone(),

@@ -180,7 +180,7 @@ fn invalid_namespaces_keep_xapi_off() {
     s.xapi.uuid_namespace = Some("01234567-89ab-cdef-0123-456789abcdef".into());
     let keys = Keys::new(&s.redis.keys);
     let e = Xapi::new(&s, keys, Metrics::new(false), Arc::new(Notify::new())).err();
-    assert!(e.is_some_and(|e| e.contains("01234567-89ab-cdef")));
+    assert!(e.is_some_and(|e| e.to_string().contains("01234567-89ab-cdef")));
 }
 
 #[test]
