@@ -556,6 +556,34 @@ async fn a_redis_that_lost_its_data_gets_the_running_meetings_xapi_state_back() 
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_namespace_3x_refuses_keeps_xapi_off_and_the_webhooks_running() {
+    let lrs = Receiver::start().await;
+    let env = xapi_env("xapi-badns", &lrs).with(
+        "xapi.uuidNamespace",
+        json!("01234567-89ab-cdef-0123-456789abcdef"),
+    );
+    let app = env.start().await;
+    app.create_hook(&lrs.url("/hook"), "").await;
+    env.publish(&[
+        created_with("m-ns", "ext-ns", json!({})),
+        joined("m-ns", "u1"),
+    ])
+    .await;
+    lrs.wait_for("/hook", 2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(lrs.received_on(STATEMENTS).is_empty(), "no statement");
+    let metrics = app.app.metrics.render();
+    assert!(
+        metrics.contains(
+            r#"bbb_webhooks_module_status{module="../out/xapi/index.js",moduleType="out"} 0"#
+        ),
+        "{metrics}"
+    );
+    assert_eq!(app.get("/ready").await.0, 200);
+    app.stop().await;
+}
+
 /// `openssl enc` with the options docs/xapi.md gives; `None` (and a message) without openssl.
 fn openssl_encrypt(plain: &str, secret: &str) -> Option<String> {
     use std::io::Write;
