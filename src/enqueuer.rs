@@ -13,15 +13,25 @@
 //! activity. When Redis is found to have lost its data ([`crate::redis_watch`]), it writes the
 //! hooks and mappings it holds in memory again and re-reads the queues' depths.
 //!
+//! In a cluster (`input.mode: cluster`) one enqueuer runs per server whose ingest stream this
+//! relay leases ([`Source`]): its state is that server's, each batch's transaction also records
+//! how far the stream is mapped (`<clusterPrefix>:position`), and it is fenced: the transaction
+//! `WATCH`es the lease's fencing token ([`crate::lease::watch_fence`]), so an enqueuer whose lease
+//! was taken over (paused past the lease's life) writes nothing, neither events nor position,
+//! and stops. The new owner maps from the recorded position: no message is lost or mapped twice.
+//! Deliveries carry the server's name (the callbacks' `domain`) and their lane starts with it.
+//!
 //! Before mapping a batch it asks bbb-web ([`crate::bbb_web`]) about the meetings the batch names
 //! that the state does not know (created while no bbb-webhooks ran), so that their events carry
 //! the external id and reach the hooks scoped to them. That is the one wait on something other
 //! than Redis: at most one call per batch, bounded in time, never twice for one meeting within
 //! minutes, none at all for a while after bbb-web failed to answer.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +41,7 @@ use crate::event::Event;
 use crate::health::Readiness;
 use crate::hooks::{Hook, HookRegistry};
 use crate::input::{IntakeReceiver, RawMessage};
+use crate::lease::{FenceError, Held};
 use crate::logging::RateLimit;
 use crate::mapping::{MapError, Mapper, MeetingRole, Parsed};
 use crate::metrics::Metrics;
@@ -61,6 +72,20 @@ pub struct Parts {
     pub data_lost: watch::Receiver<u64>,
     /// xAPI statements, when enabled: made beside routing, written in the same MULTI.
     pub xapi: Option<Xapi>,
+    /// In a cluster: the server whose stream this enqueuer maps, under a lease.
+    pub source: Option<Source>,
+}
+
+/// One server's ingest stream, as a relay's enqueuer maps it (see the module's docs).
+pub struct Source {
+    /// The server's name: the callbacks' `domain`.
+    pub server: String,
+    /// The hash that records each server's mapped position.
+    pub position_key: String,
+    /// The lease on the server's stream; its fencing token guards every write.
+    pub lease: Held,
+    /// A connection only this enqueuer uses (a `WATCH` belongs to its connection).
+    pub conn: ConnectionManager,
 }
 
 pub struct Enqueuer {
@@ -81,6 +106,7 @@ pub struct Enqueuer {
     /// Asks bbb-web about meetings the state does not know; `None` when turned off.
     lookup: Option<MeetingLookup>,
     xapi: Option<Xapi>,
+    source: Option<Source>,
 }
 
 impl Enqueuer {
@@ -99,14 +125,14 @@ impl Enqueuer {
             readiness,
             data_lost,
             xapi,
+            source,
         } = parts;
         let filters = Filters::new(
             &settings.hooks.include_events,
             &settings.hooks.exclude_events,
         );
-        let lookup = settings
-            .bbb
-            .lookup_missed_meetings
+        // In a cluster, each server has a bbb-web of its own that this relay does not know.
+        let lookup = (settings.bbb.lookup_missed_meetings && source.is_none())
             .then(|| {
                 let url = settings.bbb.api_url.as_str();
                 MeetingLookup::new(url, settings.secret(), metrics.clone())
@@ -132,6 +158,7 @@ impl Enqueuer {
             grace,
             lookup,
             xapi,
+            source,
         }
     }
 
@@ -145,7 +172,11 @@ impl Enqueuer {
                     if n == 0 {
                         break;
                     }
-                    self.process(std::mem::take(&mut batch)).await;
+                    if let Err(e) = self.process(std::mem::take(&mut batch)).await {
+                        let server = self.source.as_ref().map_or("", |s| s.server.as_str());
+                        tracing::warn!(server, error = %e, "lost the lease on the server's stream: stopped mapping it (the new owner goes on from the last written position)");
+                        return;
+                    }
                 }
                 _ = housekeeping.tick() => self.housekeeping().await,
                 Ok(()) = self.data_lost.changed() => {
@@ -163,7 +194,7 @@ impl Enqueuer {
         (BATCH_DELIVERIES / hooks).clamp(16, BATCH)
     }
 
-    async fn process(&mut self, batch: Vec<RawMessage>) {
+    async fn process(&mut self, batch: Vec<RawMessage>) -> Result<(), FenceError> {
         let m = self.metrics.clone();
         let hooks = self.registry.snapshot();
         // What goes where is decided once; only the write is retried.
@@ -210,7 +241,9 @@ impl Enqueuer {
         }
         let changes = self.mapper.state.take_journal();
         let xapi = self.xapi.as_mut().map(Xapi::take_batch).unwrap_or_default();
-        self.write(&events, &deliveries, &changes, &xapi).await;
+        let position = batch.iter().rev().find_map(|m| m.position.as_deref());
+        self.write(&events, &deliveries, &changes, position, &xapi)
+            .await?;
         if let Some(oldest) = batch.iter().map(|m| m.received_at).min() {
             let waited = crate::time::now_ms().saturating_sub(oldest);
             m.enqueue_latency.observe(waited as f64 / 1000.0);
@@ -218,6 +251,7 @@ impl Enqueuer {
         let (meetings, users) = self.mapper.state.counts();
         m.meeting_mappings.set(meetings as i64);
         m.user_mappings.set(users as i64);
+        Ok(())
     }
 
     /// Asks bbb-web, in one call, about the meetings this batch names that the state does not
@@ -290,17 +324,26 @@ impl Enqueuer {
     /// them. Each attempt holds the enqueue gate only while it runs, and leaves out hooks removed
     /// since the batch was routed (their queues are deleted, or being deleted). Only at shutdown,
     /// after the grace period, is a batch given up (with an error: its events are lost).
+    ///
+    /// In a cluster the write also records `position` and is fenced; a lost lease ends it with
+    /// [`FenceError::TakenOver`] and nothing written.
     async fn write(
-        &self,
+        &mut self,
         events: &[Event],
         deliveries: &[(usize, Arc<Hook>)],
         changes: &[Change],
+        position: Option<&str>,
         xapi: &XapiBatch,
-    ) {
-        if deliveries.is_empty() && changes.is_empty() && xapi.is_empty() {
-            return;
+    ) -> Result<(), FenceError> {
+        if deliveries.is_empty() && changes.is_empty() && position.is_none() && xapi.is_empty() {
+            return Ok(());
         }
-        let mut conn = self.queue.connection();
+        let domain = self.source.as_ref().map(|s| s.server.as_str());
+        let mut conn = match &self.source {
+            Some(source) => source.conn.clone(),
+            None => self.queue.connection(),
+        };
+        let lanes: Vec<Cow<str>> = events.iter().map(|e| lane(e, domain)).collect();
         let mut delay = Duration::from_millis(50);
         let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
@@ -315,9 +358,10 @@ impl Enqueuer {
                 appends.push(
                     &hook.id,
                     Append {
-                        lane: lane(event),
+                        lane: &lanes[*index],
                         event: event.id,
                         payload: event.payload(hook.get_raw),
+                        domain,
                     },
                 );
             }
@@ -329,6 +373,7 @@ impl Enqueuer {
                         lane: &s.lane,
                         event: s.event,
                         payload: &s.json,
+                        domain: None,
                     },
                 );
             }
@@ -340,8 +385,33 @@ impl Enqueuer {
             if let Some(x) = &self.xapi {
                 x.append(xapi, &mut pipe);
             }
-            match pipe.query_async::<Vec<u64>>(&mut conn).await {
-                Ok(lengths) => {
+            if let (Some(source), Some(position)) = (&self.source, position) {
+                pipe.hset(&source.position_key, &source.server, position)
+                    .ignore();
+            }
+            let written = match &self.source {
+                None => pipe.query_async::<Vec<u64>>(&mut conn).await.map(Some),
+                Some(source) => {
+                    match crate::lease::watch_fence(
+                        &mut conn,
+                        &source.lease.fence_key,
+                        source.lease.token,
+                    )
+                    .await
+                    {
+                        Ok(()) => pipe.query_async::<Option<Vec<u64>>>(&mut conn).await,
+                        Err(FenceError::Redis(e)) => Err(e),
+                        Err(lost) => return Err(lost),
+                    }
+                }
+            };
+            match written {
+                // The fence moved between the check and EXEC: Redis wrote nothing.
+                Ok(None) => {
+                    drop(gate);
+                    continue;
+                }
+                Ok(Some(lengths)) => {
                     // Under the gate still: a hook deleted right after keeps no depth behind.
                     self.queue.appended(&appends, &lengths);
                     drop(gate);
@@ -356,7 +426,7 @@ impl Enqueuer {
                         self.readiness.set_write_error(None);
                         tracing::info!("Redis takes writes again");
                     }
-                    return;
+                    return Ok(());
                 }
                 Err(e) => {
                     drop(gate);
@@ -364,7 +434,7 @@ impl Enqueuer {
                     self.readiness.set_write_error(Some(e.to_string()));
                     if self.stop.is_cancelled() && since.elapsed() >= self.grace {
                         tracing::error!(error = %e, deliveries = deliveries.len(), "stopping while Redis refuses writes: this batch is lost");
-                        return;
+                        return Ok(());
                     }
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot write to Redis; holding the batch and retrying");
                     tokio::select! {
@@ -450,11 +520,16 @@ impl Enqueuer {
 }
 
 /// The lane of an event's deliveries: events of one meeting keep their order, meetings travel
-/// apart.
-fn lane(event: &Event) -> &str {
-    event
+/// apart. In a cluster the server's name comes first, so that servers travel apart too (and the
+/// events that name no meeting form one lane per server).
+fn lane<'a>(event: &'a Event, server: Option<&str>) -> Cow<'a, str> {
+    let meeting = event
         .internal_meeting_id
         .as_deref()
         .or(event.external_meeting_id.as_deref())
-        .unwrap_or("")
+        .unwrap_or("");
+    match server {
+        Some(server) => Cow::Owned(format!("{server}/{meeting}")),
+        None => Cow::Borrowed(meeting),
+    }
 }

@@ -5,7 +5,8 @@
 //! Markers (anywhere in the raw message, hence in the events' payloads):
 //! * `bbb-webhooks-fault:enqueuer-panic`: the enqueuer panics on that message;
 //! * `bbb-webhooks-fault:worker-panic-once:<token>`: the hook worker sending it panics the first
-//!   time it meets that token (per process), and sends it normally after its restart.
+//!   time it meets that token (per process), and sends it normally after its restart;
+//! * `bbb-webhooks-fault:forwarder-panic`: the forwarder's writer panics on that message.
 
 #[cfg(feature = "fault-injection")]
 mod enabled {
@@ -14,6 +15,16 @@ mod enabled {
 
     pub const ENQUEUER_PANIC: &str = "bbb-webhooks-fault:enqueuer-panic";
     pub const WORKER_PANIC_ONCE: &str = "bbb-webhooks-fault:worker-panic-once:";
+    pub const FORWARDER_PANIC: &str = "bbb-webhooks-fault:forwarder-panic";
+
+    pub fn forwarder(message: &[u8]) {
+        if message
+            .windows(FORWARDER_PANIC.len())
+            .any(|w| w == FORWARDER_PANIC.as_bytes())
+        {
+            panic!("fault injected: {FORWARDER_PANIC}");
+        }
+    }
 
     pub fn enqueuer(message: &[u8]) {
         if message
@@ -56,3 +67,7 @@ pub fn enqueuer(_message: &[u8]) {}
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn worker(_payloads: &[&str]) {}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn forwarder(_message: &[u8]) {}

@@ -18,6 +18,9 @@
 //! | running meetings' xAPI state (ids, name, LRS, users, polls) | `<ownPrefix>:xapi:meeting:<internalMeetingId>` | HASH | no |
 //! | the meetings that have such a state | `<ownPrefix>:xapi:meetings` | SET | no |
 //!
+//! In a cluster, the mappings are kept per server under the cluster's prefix
+//! ([`Keys::with_state_scope`]); the cluster's own keys are listed in [`crate::cluster`].
+//!
 //! `ownPrefix` defaults to `bigbluebutton:webhooks:rs`; it never collides with the 2.x
 //! `bigbluebutton:webhooks:events:<id>` lists. Tests give every key a prefix of their own.
 
@@ -37,6 +40,18 @@ impl Keys {
         Keys {
             names: names.clone(),
         }
+    }
+
+    /// The same keys, with the meeting and user mappings under `scope` (`<scope>:mappings`,
+    /// `<scope>:mapping:<uuid>`, `<scope>:userMaps`, `<scope>:userMap:<uuid>`): in a cluster,
+    /// each server's mappings are kept apart ([`crate::cluster::ClusterKeys::state_scope`]).
+    pub fn with_state_scope(&self, scope: &str) -> Self {
+        let mut names = self.names.clone();
+        names.mappings = format!("{scope}:mappings");
+        names.mapping_prefix = format!("{scope}:mapping");
+        names.user_maps = format!("{scope}:userMaps");
+        names.user_map_prefix = format!("{scope}:userMap");
+        Keys { names }
     }
 
     pub fn hooks(&self) -> &str {
@@ -128,5 +143,9 @@ mod tests {
             k.xapi_meeting("m-1"),
             "bigbluebutton:webhooks:rs:xapi:meeting:m-1"
         );
+        let scoped = k.with_state_scope("c:state:bbb1");
+        assert_eq!(scoped.meeting("m"), "c:state:bbb1:mapping:m");
+        assert_eq!(scoped.users(), "c:state:bbb1:userMaps");
+        assert_eq!(scoped.queue("h1"), q);
     }
 }

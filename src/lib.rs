@@ -27,6 +27,11 @@
 //! * [`bbb_web`] asks bbb-web about meetings the service missed, for the enqueuer.
 //! * [`xapi`] turns events into xAPI statements for a Learning Record Store, beside routing;
 //!   they are queued like deliveries, one queue per LRS ([`lrs`]: endpoint, credentials).
+//! * [`cluster`] names the cluster Redis's keys and the format forwarders and relays share;
+//!   [`lease`] is how relays share servers and hooks (leases with fencing tokens).
+//! * [`forward`] is `bbb-webhooks forward`: a server's channels to its cluster ingest stream,
+//!   through a local buffer while the cluster Redis is away (takes input's hand-off, like the
+//!   enqueuer).
 //!
 //! Imports follow the data: a stage imports the type it receives (`input::RawMessage`), the
 //! queue it writes to or reads from, and the side modules; never a later stage past the queue,
@@ -36,15 +41,18 @@ pub mod api;
 pub mod app;
 pub mod bbb_web;
 pub mod checksum;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod enqueuer;
 pub mod event;
 pub mod fault;
+pub mod forward;
 pub mod health;
 pub mod hooks;
 pub mod input;
 pub mod keys;
+pub mod lease;
 pub mod logging;
 pub mod lrs;
 pub mod mapping;

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
-use cmd::{bench, checksum, config_check, demo, hooks, map, serve, simulate};
+use cmd::{bench, checksum, config_check, demo, forward, hooks, map, serve, simulate};
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +62,10 @@ enum Command {
     Hooks(hooks::Args),
     /// Print a BigBlueButton API URL with its checksum appended (secret from the configuration).
     Checksum(checksum::Args),
+    /// Run on each BigBlueButton server of a cluster: send this server's Redis messages, byte for
+    /// byte, to the cluster Redis (forward.to, env FORWARD_TO), through a local buffer while it
+    /// is unreachable. Health, readiness and metrics on forward.bind:forward.port (3006).
+    Forward(forward::Args),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => block_on(None, simulate::run(args, config)),
         Command::Hooks(args) => block_on(None, hooks::run(args, config)),
         Command::Checksum(args) => checksum::run(args, config),
+        Command::Forward(args) => block_on(None, forward::run(args, config)),
     }
 }
 

@@ -57,6 +57,11 @@ pub struct Metrics {
     pub xapi_statements_skipped: IntCounterVec,
     pub xapi_statements_sent: IntCounterVec,
     pub xapi_statements_failed: IntCounterVec,
+    // --- a relay's, in a cluster ---
+    pub cluster_leases: IntGaugeVec,
+    pub cluster_entries_read: IntCounterVec,
+    pub cluster_bad_entries: IntCounter,
+    pub cluster_takeovers: IntCounterVec,
 }
 
 /// A registry that remembers the name of every family registered in it.
@@ -266,6 +271,25 @@ impl Metrics {
                 "bbb_webhooks_xapi_statements_failed_total",
                 "Failed attempts to send an xAPI statement (retried), and statements the LRS rejected (reason rejected_<status>: dropped)",
                 &["lrs", "reason"],
+            ),
+            cluster_leases: r.gauge_vec(
+                "bbb_webhooks_cluster_leases",
+                "Leases this relay holds, by kind (ingest: a server's stream; hook: a hook's queue)",
+                &["kind"],
+            ),
+            cluster_entries_read: r.counter_vec(
+                "bbb_webhooks_cluster_entries_read_total",
+                "Ingest entries this relay read, by server",
+                &["server"],
+            ),
+            cluster_bad_entries: r.counter(
+                "bbb_webhooks_cluster_bad_entries_total",
+                "Ingest entries skipped because they are not in the forwarders' format",
+            ),
+            cluster_takeovers: r.counter_vec(
+                "bbb_webhooks_cluster_takeovers_total",
+                "Leases this relay took (a server's stream or a hook, at start or from a relay that stopped renewing)",
+                &["kind"],
             ),
             names: r.names,
             registry: r.registry,

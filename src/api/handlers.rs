@@ -11,7 +11,7 @@ use axum::response::Response;
 use super::checksum;
 use super::xml::{self, keys};
 use super::{ApiContext, client_ip, is_get, xml_answer};
-use crate::config::parse_bool;
+use crate::config::{InputMode, parse_bool};
 use crate::hooks::registry::RegistryError;
 use crate::hooks::{
     CreateOutcome, HookRegistry, MAX_MULTI_EVENT, NewHook, RemoveOutcome, parse_event_ids,
@@ -135,6 +135,14 @@ async fn answer(ctx: &ApiContext, call: Call, path: &str, raw_query: &str) -> An
     };
     // The registry is there once the hooks are loaded from Redis.
     let registry = ctx.registry.get().map(Arc::as_ref);
+    // In a cluster another relay may have changed the hooks a moment ago: the answer is Redis's,
+    // not this relay's memory a pub/sub message behind.
+    if let Some(registry) = registry
+        && settings.input.mode == InputMode::Cluster
+        && let Err(e) = registry.reload().await
+    {
+        tracing::warn!(error = %e, "cannot reload the hooks from Redis; answering from memory");
+    }
     match call {
         Call::Create => create(params, registry, settings.hooks.max_callback_url_bytes).await,
         Call::Destroy => destroy(params, registry).await,

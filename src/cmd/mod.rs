@@ -14,6 +14,7 @@ pub mod bench;
 pub mod checksum;
 pub mod config_check;
 pub mod demo;
+pub mod forward;
 pub mod hooks;
 pub mod map;
 pub mod serve;

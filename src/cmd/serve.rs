@@ -48,7 +48,7 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 /// SIGTERM (systemd, Docker) or Ctrl-C; Ctrl-C only when SIGTERM cannot be watched.
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

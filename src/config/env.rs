@@ -95,6 +95,7 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
         Kind::Bool,
     ),
     ("HOOKS_PROXY", "hooks.proxy", Kind::Text),
+    ("INPUT_MODE", "input.mode", Kind::Text),
     (
         "HOOKS_PROXY_ENFORCES_POLICY",
         "hooks.proxyEnforcesPolicy",
@@ -105,6 +106,19 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("XAPI_LRS_PASSWORD", "xapi.lrs.password", Kind::Text),
     ("XAPI_LRS_TOKEN", "xapi.lrs.token", Kind::Text),
     ("XAPI_UUID_NAMESPACE", "xapi.uuidNamespace", Kind::Text),
+    ("REDIS_SENTINELS", "redis.sentinels", Kind::List),
+    ("REDIS_SENTINEL_MASTER", "redis.sentinelMaster", Kind::Text),
+    ("CLUSTER_PREFIX", "cluster.prefix", Kind::Text),
+    ("FORWARD_TO", "forward.to", Kind::Text),
+    ("FORWARD_SENTINELS", "forward.sentinels", Kind::List),
+    (
+        "FORWARD_SENTINEL_MASTER",
+        "forward.sentinelMaster",
+        Kind::Text,
+    ),
+    ("FORWARD_SERVER", "forward.server", Kind::Text),
+    ("FORWARD_BIND", "forward.bind", Kind::Text),
+    ("FORWARD_PORT", "forward.port", Kind::Number),
 ];
 
 /// Variables of the reference that we read but do not act on: they are reported, not failed.
@@ -257,6 +271,16 @@ mod tests {
         assert_eq!(
             comma[0].value.as_ref().unwrap(),
             &serde_json::json!([{"url":"https://a/x"},{"url":"https://b/y"}])
+        );
+    }
+
+    #[test]
+    fn sentinels_are_a_comma_list_of_addresses() {
+        let v = env(&[("FORWARD_SENTINELS", "10.0.0.1:26379, s2.example.com")]);
+        assert_eq!(v[0].key, "forward.sentinels");
+        assert_eq!(
+            v[0].value.as_ref().unwrap(),
+            &serde_json::json!(["10.0.0.1:26379", "s2.example.com"])
         );
     }
 

@@ -439,7 +439,7 @@ fn describe_tree(tree: &Value, origin: &BTreeMap<String, Source>) -> Vec<(String
 /// A value as `describe` prints it: JSON, with a Redis URL's password replaced.
 fn shown_value(key: &str, value: &Value) -> String {
     match (key, value.as_str()) {
-        ("redis.url" | "hooks.proxy" | "xapi.lrs.endpoint", Some(url)) => {
+        ("redis.url" | "hooks.proxy" | "xapi.lrs.endpoint" | "forward.to", Some(url)) => {
             Value::String(super::redact_url(url)).to_string()
         }
         _ => value.to_string(),

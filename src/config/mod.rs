@@ -8,7 +8,7 @@
 //! nothing of the pipeline.
 //!
 //! Every layer is a JSON tree in our own layout (sections `bbb`, `redis`, `api`, `hooks`,
-//! `mappings`, `prometheus`, `log`); a bbb-webhooks 3.x file is first translated into that layout
+//! `mappings`, `prometheus`, `log`, `cluster`, `forward`); a bbb-webhooks 3.x file is first translated into that layout
 //! ([`legacy`]). Trees merge key by key (arrays replace), and each leaf remembers which layer set
 //! it, so `bbb-webhooks config check` can say where every value came from.
 
@@ -20,11 +20,13 @@ mod legacy;
 mod load;
 mod parse;
 mod properties;
+mod redis_addr;
 mod settings;
 mod validate;
 
 pub use cidr::{Cidr, CidrList};
 pub use http_url::HttpUrl;
+pub use redis_addr::{RedisUrl, SENTINEL_PORT, SentinelAddr};
 
 /// The algorithm settings' type, at home in [`crate::checksum`].
 pub use crate::checksum::ChecksumAlgorithm;

@@ -13,8 +13,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::forms::{at_least_one, millis_list, positive_millis};
-use super::{CidrList, HttpUrl, Secret};
+use super::{CidrList, HttpUrl, RedisUrl, Secret, SentinelAddr};
 use crate::checksum::ChecksumAlgorithm;
+use crate::redis_conn::RedisTarget;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -24,9 +25,12 @@ pub struct Settings {
     pub api: ApiSettings,
     pub hooks: HookSettings,
     pub mappings: MappingSettings,
+    pub input: InputSettings,
     pub prometheus: PrometheusSettings,
     pub log: LogSettings,
     pub xapi: XapiSettings,
+    pub cluster: ClusterSettings,
+    pub forward: ForwardSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +81,11 @@ pub struct RedisSettings {
     #[serde(with = "at_least_one")]
     pub intake_buffer_bytes: NonZeroUsize,
     pub keys: RedisKeySettings,
+    /// Sentinels that name the primary (`host:port`); when set, the host and port above are not
+    /// used (the password and database still are).
+    pub sentinels: Vec<SentinelAddr>,
+    /// The name the Sentinels know the primary by.
+    pub sentinel_master: String,
 }
 
 impl Default for RedisSettings {
@@ -99,6 +108,8 @@ impl Default for RedisSettings {
             .to_vec(),
             intake_buffer_bytes: NonZeroUsize::new(64 << 20).expect("not zero"),
             keys: RedisKeySettings::default(),
+            sentinels: Vec::new(),
+            sentinel_master: DEFAULT_SENTINEL_MASTER.into(),
         }
     }
 }
@@ -123,6 +134,110 @@ impl RedisSettings {
             }
             _ => format!("redis://{host}:{}", self.port),
         }
+    }
+}
+
+/// What Sentinel's own examples call the primary, and so most installations.
+pub const DEFAULT_SENTINEL_MASTER: &str = "mymaster";
+
+/// Where Redis is: the Sentinels' primary when Sentinels are given, else the one URL.
+fn target(url: String, sentinels: &[SentinelAddr], master: &str) -> RedisTarget {
+    if sentinels.is_empty() {
+        return RedisTarget::Url(url);
+    }
+    RedisTarget::Sentinel {
+        sentinels: sentinels.iter().map(|s| (s.host.clone(), s.port)).collect(),
+        master: master.to_string(),
+        url: Some(url),
+    }
+}
+
+impl RedisSettings {
+    /// The service's own Redis: [`RedisSettings::connection_url`], or the primary its
+    /// Sentinels name (with the URL's password and database).
+    pub fn target(&self) -> RedisTarget {
+        target(
+            self.connection_url(),
+            &self.sentinels,
+            &self.sentinel_master,
+        )
+    }
+}
+
+/// The cluster's shared Redis layout ([`crate::cluster`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Prefix of every key on the cluster Redis (and of the forwarder's local buffer).
+    pub prefix: String,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            prefix: crate::cluster::DEFAULT_PREFIX.into(),
+        }
+    }
+}
+
+/// `bbb-webhooks forward`: where it sends this server's messages, under which name, how much
+/// it keeps, and where it answers health checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForwardSettings {
+    /// The cluster Redis. With `sentinels`, only its password and database are used.
+    pub to: Option<RedisUrl>,
+    /// Sentinels that name the cluster Redis's primary.
+    pub sentinels: Vec<SentinelAddr>,
+    pub sentinel_master: String,
+    /// This server's name in the cluster; unset: `bbb.serverDomain`.
+    pub server: Option<String>,
+    /// Cap of this server's ingest stream on the cluster Redis (`XADD … MAXLEN ~`).
+    #[serde(with = "at_least_one")]
+    pub stream_max_len: NonZeroUsize,
+    /// Cap of the local buffer while the cluster Redis is unreachable; beyond it the oldest
+    /// entries are dropped and counted.
+    #[serde(with = "at_least_one")]
+    pub buffer_max_len: NonZeroUsize,
+    /// Where `/health`, `/ready` and `/metrics` answer.
+    pub bind: String,
+    pub port: u16,
+}
+
+impl Default for ForwardSettings {
+    fn default() -> Self {
+        ForwardSettings {
+            to: None,
+            sentinels: Vec::new(),
+            sentinel_master: DEFAULT_SENTINEL_MASTER.into(),
+            server: None,
+            stream_max_len: NonZeroUsize::new(1_000_000).expect("not zero"),
+            buffer_max_len: NonZeroUsize::new(1_000_000).expect("not zero"),
+            bind: "127.0.0.1".into(),
+            // Beside the hooks API (3005) and the metrics port (3004).
+            port: 3006,
+        }
+    }
+}
+
+impl ForwardSettings {
+    /// The cluster Redis; `None` when neither `forward.to` nor `forward.sentinels` is set.
+    pub fn target(&self) -> Option<RedisTarget> {
+        if self.sentinels.is_empty() {
+            return self
+                .to
+                .as_ref()
+                .map(|u| RedisTarget::Url(u.as_str().into()));
+        }
+        Some(RedisTarget::Sentinel {
+            sentinels: self
+                .sentinels
+                .iter()
+                .map(|s| (s.host.clone(), s.port))
+                .collect(),
+            master: self.sentinel_master.clone(),
+            url: self.to.as_ref().map(|u| u.as_str().to_string()),
+        })
     }
 }
 
@@ -341,6 +456,24 @@ impl Default for MappingSettings {
     }
 }
 
+/// `input.mode`: where BigBlueButton's messages come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputMode {
+    /// Subscribe to the channels of `redis` (one BigBlueButton server; the default).
+    #[default]
+    Pubsub,
+    /// Read the ingest streams that `bbb-webhooks forward` fills on the cluster Redis (`redis`),
+    /// sharing servers and hooks with the other relays (docs/cluster.md).
+    Cluster,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct InputSettings {
+    pub mode: InputMode,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusSettings {
@@ -505,6 +638,14 @@ impl RedisSettings {
 }
 
 impl Settings {
+    /// The name this server forwards under: `forward.server`, else `bbb.serverDomain`.
+    pub fn forward_server(&self) -> &str {
+        self.forward
+            .server
+            .as_deref()
+            .unwrap_or(&self.bbb.server_domain)
+    }
+
     /// The shared secret; `load` guarantees it is set (empty after `load_without_secret`).
     pub fn secret(&self) -> &str {
         self.bbb

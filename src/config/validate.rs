@@ -61,6 +61,25 @@ pub(super) fn validate(config: &LoadedConfig, need_secret: bool) -> Result<(), C
                 .into(),
         ));
     }
+    for (key, sentinels, master) in [
+        (
+            "redis.sentinelMaster",
+            &s.redis.sentinels,
+            &s.redis.sentinel_master,
+        ),
+        (
+            "forward.sentinelMaster",
+            &s.forward.sentinels,
+            &s.forward.sentinel_master,
+        ),
+    ] {
+        if !sentinels.is_empty() && master.trim().is_empty() {
+            return Err(fail(
+                key,
+                "must name the primary the Sentinels watch".into(),
+            ));
+        }
+    }
     if !s.prometheus.path.starts_with('/') {
         return Err(fail("prometheus.path", "must start with /".into()));
     }

@@ -10,6 +10,38 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::queue::Entry;
 
+/// One of the `of` parts a hook's lanes are spread over in a cluster: a lane belongs to part
+/// `hash(lane) % of`, always the same one, so each lane is still delivered by one worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: u32,
+    pub of: u32,
+}
+
+impl Part {
+    /// Whether `lane` belongs to this part (FNV-1a: the same on every relay and version).
+    pub fn contains(&self, lane: &str) -> bool {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in lane.bytes() {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash % u64::from(self.of.max(1)) == u64::from(self.index)
+    }
+
+    /// The lease unit of this part of `hook`: `<hookId>/<index>`.
+    pub fn unit(&self, hook: &str) -> String {
+        format!("{hook}/{}", self.index)
+    }
+
+    /// The hook and part a lease unit names.
+    pub fn of_unit(unit: &str, of: u32) -> Option<(&str, Part)> {
+        let (hook, index) = unit.rsplit_once('/')?;
+        let index: u32 = index.parse().ok()?;
+        (index < of).then_some((hook, Part { index, of }))
+    }
+}
+
 /// Entries taken from one lane for one request, oldest first.
 #[derive(Debug)]
 pub struct Batch {
@@ -114,6 +146,7 @@ mod tests {
                 lane: lane.to_string(),
                 event: "e".into(),
                 payload: format!("{lane}{seq}"),
+                domain: None,
             },
         )
     }
@@ -129,6 +162,23 @@ mod tests {
             l.push(lane, e);
         }
         l
+    }
+
+    #[test]
+    fn every_lane_is_in_exactly_one_part() {
+        let parts: Vec<Part> = (0..4).map(|index| Part { index, of: 4 }).collect();
+        let mut used = [0usize; 4];
+        for m in 0..200 {
+            let lane = format!("bbb1/meeting-{m}");
+            let owners: Vec<usize> = (0..4).filter(|&i| parts[i].contains(&lane)).collect();
+            assert_eq!(owners.len(), 1, "{lane}");
+            used[owners[0]] += 1;
+        }
+        assert!(used.iter().all(|&n| n > 20), "spread: {used:?}");
+        let unit = parts[3].unit("hook-1");
+        assert_eq!(Part::of_unit(&unit, 4), Some(("hook-1", parts[3])));
+        assert_eq!(Part::of_unit(&unit, 2), None);
+        assert_eq!(Part::of_unit("no-part", 4), None);
     }
 
     #[test]

@@ -20,7 +20,18 @@
 //! queue. A worker that ends while its hook still exists (a panic, a bug) is started again with a
 //! growing delay and counted (`bbb_webhooks_worker_restarts_total`); its queue is in Redis, so it
 //! resumes where the last acknowledgement left it. A global semaphore caps requests in flight
-//! across hooks. What is queued, its depth, acknowledgements and wake-ups belong to
+//! across hooks.
+//!
+//! In a cluster, the relays share the hooks' lanes: each hook's lanes are spread over a fixed
+//! number of parts (`hash(lane) % parts`, [`lanes::Part`]), each part is a lease
+//! ([`crate::lease`], unit `<hookId>/<part>`), and this pool runs one worker per part whose
+//! lease this relay holds ([`DeliveryPool::leased`]). A worker reads its hook's whole queue and
+//! delivers only its part's lanes, so a meeting's events still go out in order, one request at a
+//! time, while the meetings of one hook travel through several relays. Failures and their retry
+//! schedule are per part. A lost lease aborts the worker at once (its requests in flight may
+//! then be sent again by the new owner: a duplicate with the same `webhook-id`), and a worker
+//! sends nothing while its lease is not surely valid. Whichever relay sees a hook leave the
+//! registry deletes its queue. What is queued, its depth, acknowledgements and wake-ups belong to
 //! [`crate::queue`]; this module only takes entries out and sends them.
 
 pub mod client;
@@ -34,16 +45,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{DeliveryOrder, Settings};
 use crate::hooks::{Hook, HookRegistry};
+use crate::lease::{Held, HeldSet};
 use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
 use client::CallbackClient;
+use lanes::Part;
 use request::Signer;
 use retry::RetryPolicy;
 
@@ -72,16 +85,23 @@ struct Shared {
 }
 
 struct WorkerHandle {
-    /// The hook's callback URL: its metric series are labelled with it.
-    url: String,
     /// Cancelled to abort the worker at once (hook removed, or the shutdown grace is over).
     abort: CancellationToken,
     task: JoinHandle<()>,
+    /// The fencing token of the lease it works under, in a cluster.
+    lease: Option<u64>,
+}
+
+/// A worker to run: a hook, or in a cluster one leased part of it.
+struct Wanted<'a> {
+    hook: &'a Arc<Hook>,
+    lease: Option<(&'a Held, Part)>,
 }
 
 pub struct DeliveryPool {
     shared: Arc<Shared>,
     workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
+    leases: Option<(watch::Receiver<HeldSet>, u32)>,
 }
 
 impl DeliveryPool {
@@ -110,7 +130,15 @@ impl DeliveryPool {
         Ok(DeliveryPool {
             shared,
             workers: Default::default(),
+            leases: None,
         })
+    }
+
+    /// In a cluster: deliver only the parts of hooks whose lease this relay holds, each hook's
+    /// lanes spread over `parts` parts (lease units `<hookId>/<part>`, see [`hook_units`]).
+    pub fn leased(mut self, leases: watch::Receiver<HeldSet>, parts: u32) -> Self {
+        self.leases = Some((leases, parts.max(1)));
+        self
     }
 
     /// Removes queues whose hook is gone and reads every hook's queue depth; call before
@@ -127,7 +155,11 @@ impl DeliveryPool {
 
     /// Keeps one worker per hook in the registry until [`DeliveryPool::stop`].
     pub fn supervise(&self) -> impl Future<Output = ()> + Send + 'static {
-        supervise(self.shared.clone(), self.workers.clone())
+        supervise(
+            self.shared.clone(),
+            self.workers.clone(),
+            self.leases.clone(),
+        )
     }
 
     /// Stops starting attempts, lets those in flight finish for up to `grace`, then aborts the
@@ -152,54 +184,115 @@ impl DeliveryPool {
     }
 }
 
-/// Keeps one worker per hook in the registry; returns once the pool is draining.
-async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, WorkerHandle>>>) {
+/// The lease units of a hook spread over `parts` parts.
+pub fn hook_units(hook_id: &str, parts: u32) -> impl Iterator<Item = String> + '_ {
+    let of = parts.max(1);
+    (0..of).map(move |index| Part { index, of }.unit(hook_id))
+}
+
+/// Keeps one worker per hook in the registry (in a cluster: per leased part of a hook); deletes
+/// the queue of every hook that leaves the registry. Returns once the pool is draining.
+async fn supervise(
+    shared: Arc<Shared>,
+    workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
+    mut leases: Option<(watch::Receiver<HeldSet>, u32)>,
+) {
     let mut changes = shared.registry.watch();
+    let mut known = shared.registry.snapshot();
     loop {
         let hooks = shared.registry.snapshot();
-        let mut gone = Vec::new();
+        let held: Option<(HeldSet, u32)> = leases
+            .as_mut()
+            .map(|(rx, parts)| (rx.borrow_and_update().clone(), *parts));
+        // The workers to run, by unit: a hook id, or `<hookId>/<part>` in a cluster.
+        let wanted: HashMap<String, Wanted> = match &held {
+            Some((held, parts)) => held
+                .iter()
+                .filter_map(|(unit, lease)| {
+                    let (hook, part) = Part::of_unit(unit, *parts)?;
+                    let hook = hooks.get(hook)?;
+                    let lease = Some((lease, part));
+                    Some((unit.clone(), Wanted { hook, lease }))
+                })
+                .collect(),
+            None => hooks
+                .iter()
+                .map(|hook| (hook.id.clone(), Wanted { hook, lease: None }))
+                .collect(),
+        };
+        let mut stopped = Vec::new();
         {
             let mut w = workers.lock().unwrap_or_else(|p| p.into_inner());
-            for hook in hooks.iter() {
-                if !w.contains_key(&hook.id) {
-                    let abort = CancellationToken::new();
-                    let task =
-                        shared
-                            .tracker
-                            .spawn(keep(hook.clone(), shared.clone(), abort.clone()));
-                    let url = hook.callback_url.clone();
-                    w.insert(hook.id.clone(), WorkerHandle { url, abort, task });
+            let stale: Vec<String> = w
+                .iter()
+                .filter(|(unit, handle)| {
+                    wanted
+                        .get(*unit)
+                        .is_none_or(|want| want.lease.map(|(l, _)| l.token) != handle.lease)
+                })
+                .map(|(unit, _)| unit.clone())
+                .collect();
+            for unit in stale {
+                if let Some(h) = w.remove(&unit) {
+                    stopped.push(h);
                 }
             }
-            let removed: Vec<String> = w
-                .keys()
-                .filter(|id| hooks.get(id).is_none())
-                .cloned()
-                .collect();
-            for id in removed {
-                if let Some(h) = w.remove(&id) {
-                    gone.push((id, h));
+            for (unit, want) in &wanted {
+                if w.contains_key(unit) {
+                    continue;
                 }
+                let (lease, part) = match want.lease {
+                    Some((lease, part)) => (Some(lease.clone()), Some(part)),
+                    None => (None, None),
+                };
+                // A lost lease stops the worker at once.
+                let abort = lease
+                    .as_ref()
+                    .map_or_else(CancellationToken::new, |l| l.lost.child_token());
+                let token = lease.as_ref().map(|l| l.token);
+                let task = shared.tracker.spawn(keep(
+                    want.hook.clone(),
+                    shared.clone(),
+                    abort.clone(),
+                    lease,
+                    part,
+                ));
+                let handle = WorkerHandle {
+                    abort,
+                    task,
+                    lease: token,
+                };
+                w.insert(unit.clone(), handle);
             }
         }
-        for (id, handle) in gone {
+        for handle in stopped {
             handle.abort.cancel();
             let _ = handle.task.await;
-            shared.metrics.forget_hook(&id, &handle.url);
+        }
+        for gone in known.iter().filter(|h| hooks.get(&h.id).is_none()) {
+            shared.metrics.forget_hook(&gone.id, &gone.callback_url);
             // The hook is out of the registry: after the gate, nothing can append to its queue.
             let mut delay = Duration::from_millis(100);
-            while let Err(e) = shared.queue.delete(&id).await {
-                tracing::warn!(hook = %id, error = %e, "cannot delete the queue of a removed hook yet");
+            while let Err(e) = shared.queue.delete(&gone.id).await {
+                tracing::warn!(hook = %gone.id, error = %e, "cannot delete the queue of a removed hook yet");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shared.draining.cancelled() => return,
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            tracing::info!(hook = %id, "hook removed; its queue is deleted");
+            tracing::info!(hook = %gone.id, "hook removed; its queue is deleted");
         }
+        known = hooks;
+        let leases_changed = async {
+            match leases.as_mut() {
+                Some((rx, _)) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
+            alive = leases_changed => if !alive { return },
             _ = shared.draining.cancelled() => return,
         }
     }
@@ -207,7 +300,13 @@ async fn supervise(shared: Arc<Shared>, workers: Arc<Mutex<HashMap<String, Worke
 
 /// Runs a hook's worker, and runs it again if it ends (or panics) while its hook still exists
 /// and the pool is not stopping.
-async fn keep(hook: Arc<Hook>, shared: Arc<Shared>, abort: CancellationToken) {
+async fn keep(
+    hook: Arc<Hook>,
+    shared: Arc<Shared>,
+    abort: CancellationToken,
+    lease: Option<Held>,
+    part: Option<Part>,
+) {
     let mut delay = RESTART_MIN;
     loop {
         let started = tokio::time::Instant::now();
@@ -216,8 +315,10 @@ async fn keep(hook: Arc<Hook>, shared: Arc<Shared>, abort: CancellationToken) {
             .spawn(worker::run(
                 hook.clone(),
                 shared.clone(),
-                shared.queue.hook(&hook.id),
+                shared.queue.hook_part(&hook.id, part.map(|p| p.index)),
                 abort.clone(),
+                lease.clone(),
+                part,
             ))
             .await;
         let stopping = abort.is_cancelled() || shared.draining.is_cancelled();

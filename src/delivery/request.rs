@@ -61,6 +61,26 @@ impl Signer {
         timestamp: u64,
         attempt_at: u64,
     ) -> Callback {
+        self.build_for(
+            &self.domain,
+            callback_url,
+            payloads,
+            webhook_id,
+            timestamp,
+            attempt_at,
+        )
+    }
+
+    /// [`Signer::build`] for events of another server (`domain`), in a cluster.
+    pub fn build_for(
+        &self,
+        domain: &str,
+        callback_url: &str,
+        payloads: &[&str],
+        webhook_id: &str,
+        timestamp: u64,
+        attempt_at: u64,
+    ) -> Callback {
         let mut events =
             String::with_capacity(payloads.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
         events.push('[');
@@ -72,7 +92,7 @@ impl Signer {
         }
         events.push(']');
         let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair("domain", &self.domain)
+            .append_pair("domain", domain)
             .append_pair("event", &events)
             .append_pair("timestamp", &timestamp.to_string())
             .finish();

@@ -22,10 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::client::Outcome;
-use super::lanes::{Batch, Lanes};
+use super::lanes::{Batch, Lanes, Part};
 use super::retry::Next;
 use crate::config::DeliveryOrder;
 use crate::hooks::{Hook, RemoveOutcome};
+use crate::lease::Held;
 use crate::metrics::Metrics;
 use crate::queue::{FailedRequest, HookQueue};
 
@@ -39,6 +40,8 @@ pub(super) async fn run(
     shared: Arc<Shared>,
     queue: HookQueue,
     abort: CancellationToken,
+    lease: Option<Held>,
+    part: Option<Part>,
 ) {
     let stored = match queue.load_retry_state().await {
         Ok(state) => state,
@@ -58,6 +61,8 @@ pub(super) async fn run(
         shared,
         queue,
         abort,
+        lease,
+        part,
         lanes: Lanes::default(),
         last_read: None,
         more: true,
@@ -89,6 +94,11 @@ struct Worker {
     shared: Arc<Shared>,
     queue: HookQueue,
     abort: CancellationToken,
+    /// In a cluster, the hook's lease: nothing is sent unless it is surely still ours.
+    lease: Option<Held>,
+    /// In a cluster, the part of the hook's lanes this worker delivers (the rest are other
+    /// workers', maybe on other relays: read past, never acknowledged here).
+    part: Option<Part>,
     lanes: Lanes,
     last_read: Option<String>,
     /// Redis may hold entries not read yet.
@@ -171,6 +181,9 @@ impl Worker {
                     } else {
                         e.lane.clone()
                     };
+                    if self.part.is_some_and(|p| !p.contains(&lane)) {
+                        continue;
+                    }
                     self.lanes.push(lane, e);
                 }
                 true
@@ -189,6 +202,9 @@ impl Worker {
 
     /// Starts every request that may start now.
     fn dispatch(&mut self) {
+        if self.lease.as_ref().is_some_and(|l| !l.is_valid()) {
+            return;
+        }
         while self.in_flight.len() < self.shared.max_in_flight_per_hook {
             let probe = match &self.failing {
                 None => false,
@@ -221,7 +237,13 @@ impl Worker {
             .map_or_else(crate::time::now_ms, |r| r.first_attempt);
         let payloads: Vec<&str> = batch.entries.iter().map(|e| e.payload.as_str()).collect();
         crate::fault::worker(&payloads);
-        let callback = self.shared.signer.build(
+        // A lane holds one meeting's events, so one server's: the head names the domain.
+        let domain = batch.entries[0]
+            .domain
+            .as_deref()
+            .unwrap_or(&self.shared.signer.domain);
+        let callback = self.shared.signer.build_for(
+            domain,
             &self.hook.callback_url,
             &payloads,
             &format!("msg_{}_{head}", self.hook.id),

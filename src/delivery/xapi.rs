@@ -268,7 +268,7 @@ async fn send(http: &reqwest::Client, lrs: &Lrs, statements: &[Entry]) -> Outcom
 /// One LRS's worker: its queue, in order, one statement at a time.
 async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken) -> Exit {
     let name = format!("{XAPI_QUEUE_PREFIX}{id}");
-    let queue = shared.queue.hook(&name);
+    let mut queue = shared.queue.hook(&name);
     let host = lrs.host();
     let m = &shared.metrics;
     // Until Redis answers: the depth and the retry state of a previous run.
@@ -295,8 +295,15 @@ async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken
             return Exit::Stopped;
         }
         let Some(head) = window.front().map(Entry::key) else {
-            if let Some(exit) =
-                fill(&shared, &queue, &mut window, &mut last_read, &abort, &id).await
+            if let Some(exit) = fill(
+                &shared,
+                &mut queue,
+                &mut window,
+                &mut last_read,
+                &abort,
+                &id,
+            )
+            .await
             {
                 if exit == Exit::Retired {
                     tracing::info!(lrs = %id, host = %host, "the LRS had no statements for a while: its worker stops and its stored credentials are deleted until its next statement");
@@ -379,7 +386,7 @@ async fn run(shared: Arc<Shared>, id: String, lrs: Lrs, abort: CancellationToken
 /// when the worker must end (stopping, or retired after `xapi.lrsIdleTimeout` without any).
 async fn fill(
     shared: &Shared,
-    queue: &HookQueue,
+    queue: &mut HookQueue,
     window: &mut VecDeque<Entry>,
     last_read: &mut Option<String>,
     abort: &CancellationToken,

@@ -318,6 +318,24 @@ impl HookRegistry {
         Ok(CreateOutcome::Created(hook))
     }
 
+    /// Reads the stored hooks again and takes them as the current set: in a cluster, after
+    /// another relay created or destroyed one. Returns whether anything changed. Configured
+    /// permanent hooks are reconciled by [`HookRegistry::load`] only (every relay has the same
+    /// configuration, and each saved its own at start).
+    pub async fn reload(&self) -> Result<bool, RegistryError> {
+        let _writer = self.writer.lock().await;
+        let (stored, _unreadable) = self.store.load_all().await?;
+        let current = self.snapshot();
+        let same = stored.len() == current.len()
+            && stored
+                .iter()
+                .all(|h| current.get(&h.id).is_some_and(|c| **c == *h));
+        if !same {
+            self.replace(HookSet::build(stored.into_iter().map(Arc::new)));
+        }
+        Ok(!same)
+    }
+
     /// Writes every hook held in memory to Redis again (after Redis lost its data).
     pub async fn rewrite(&self) -> Result<usize, RegistryError> {
         let _writer = self.writer.lock().await;

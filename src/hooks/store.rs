@@ -6,7 +6,8 @@
 //! 3.x ignores both. Read: the same, and also what other versions
 //! wrote: `eventID` as a comma list (2.x), the id in `hookID` (2.x), `getRaw` as `"1"`.
 //! A hash and its set membership are written and removed in one MULTI, so a failure never leaves
-//! half a hook behind.
+//! half a hook behind. In a cluster, the same MULTI announces the change on the cluster's hooks
+//! channel, so every relay reloads its hooks at once ([`HookStore::announcing`]).
 
 use std::collections::HashMap;
 
@@ -21,6 +22,8 @@ use crate::keys::Keys;
 pub struct HookStore {
     conn: ConnectionManager,
     keys: Keys,
+    /// The channel a change is published on, in a cluster.
+    announce: Option<String>,
 }
 
 /// A stored hook that could not be read; left in Redis untouched.
@@ -32,7 +35,23 @@ pub struct UnreadableHook {
 
 impl HookStore {
     pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
-        HookStore { conn, keys }
+        HookStore {
+            conn,
+            keys,
+            announce: None,
+        }
+    }
+
+    /// Publishes the id of every hook saved or deleted on `channel`.
+    pub fn announcing(mut self, channel: String) -> Self {
+        self.announce = Some(channel);
+        self
+    }
+
+    fn announce(&self, pipe: &mut redis::Pipeline, id: &str) {
+        if let Some(channel) = &self.announce {
+            pipe.publish(channel, id).ignore();
+        }
     }
 
     /// Every stored hook, in creation order where known.
@@ -65,16 +84,16 @@ impl HookStore {
     pub async fn save(&self, hook: &Hook) -> redis::RedisResult<()> {
         let key = self.keys.hook(&hook.id);
         let mut conn = self.conn.clone();
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .del(&key)
             .ignore()
             .hset_multiple(&key, &to_fields(hook))
             .ignore()
             .sadd(self.keys.hooks(), &hook.id)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
+            .ignore();
+        self.announce(&mut pipe, &hook.id);
+        pipe.query_async::<()>(&mut conn).await
     }
 
     /// Removes the hook from the set and deletes its hash, atomically; then records that it was
@@ -83,14 +102,14 @@ impl HookStore {
     /// frees memory (a queue without its record is kept, never deleted on a guess).
     pub async fn delete(&self, id: &str) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .srem(self.keys.hooks(), id)
             .ignore()
             .del(self.keys.hook(id))
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await?;
+            .ignore();
+        self.announce(&mut pipe, id);
+        pipe.query_async::<()>(&mut conn).await?;
         if let Err(e) = conn.sadd::<_, _, ()>(self.keys.destroyed(), id).await {
             tracing::warn!(hook = %id, error = %e, "cannot record the hook's removal; its queue is deleted now, or kept");
         }

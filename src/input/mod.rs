@@ -22,6 +22,8 @@ use crate::health::Readiness;
 use crate::logging::RateLimit;
 use crate::metrics::Metrics;
 
+pub mod cluster;
+
 static DROPPED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 
 /// The subscriber's end of the hand-over.
@@ -62,12 +64,20 @@ pub fn intake(max_bytes: usize) -> (IntakeSender, IntakeReceiver) {
 
 impl IntakeSender {
     pub fn send(&self, raw: RawMessage) -> Result<(), Refused> {
+        self.try_send(raw).map_err(|(why, _)| why)
+    }
+
+    /// [`IntakeSender::send`], giving a refused message back (to wait and try again).
+    pub fn try_send(&self, raw: RawMessage) -> Result<(), (Refused, RawMessage)> {
         let size = raw.payload.len();
         if self.held.load(Ordering::Relaxed) + size > self.max_bytes {
-            return Err(Refused::Full);
+            return Err((Refused::Full, raw));
         }
         self.held.fetch_add(size, Ordering::Relaxed);
-        self.tx.send(raw).map_err(|_| Refused::Closed)
+        self.tx.send(raw).map_err(|e| {
+            self.held.fetch_sub(size, Ordering::Relaxed);
+            (Refused::Closed, e.0)
+        })
     }
 }
 
@@ -94,6 +104,8 @@ pub struct RawMessage {
     pub payload: Vec<u8>,
     /// Milliseconds since the epoch.
     pub received_at: u64,
+    /// In a cluster, the message's entry id in its server's ingest stream.
+    pub position: Option<String>,
 }
 
 /// How often the subscription is checked with a PING.
@@ -160,6 +172,7 @@ async fn subscribe_and_forward(
                                     channel: msg.get_channel_name().to_string(),
                                     payload: msg.get_payload_bytes().to_vec(),
                                     received_at: crate::time::now_ms(),
+                                    position: None,
                                 };
                                 match tx.send(raw) {
                                     Ok(()) => {}
@@ -225,6 +238,7 @@ mod tests {
             channel: "c".into(),
             payload: vec![b'x'; bytes],
             received_at: 0,
+            position: None,
         }
     }
 

@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Pipeline};
-use tokio::sync::{Notify, RwLock, RwLockReadGuard, mpsc};
+use tokio::sync::{RwLock, RwLockReadGuard, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Readiness;
@@ -68,6 +68,8 @@ pub struct Entry {
     pub event: String,
     /// The JSON to send.
     pub payload: String,
+    /// The server the event came from, in a cluster (`None`: this server, `bbb.serverDomain`).
+    pub domain: Option<String>,
 }
 
 impl Entry {
@@ -105,8 +107,9 @@ pub struct RetryState {
 struct HookState {
     /// Entries in the stream, as far as this process knows (appends minus trims).
     depth: AtomicI64,
-    /// Woken when entries were appended.
-    wake: Notify,
+    /// Counts appends: each reader of the hook (one, or one per partition in a cluster) waits
+    /// for it to move past the value it last saw, so no wake-up is lost or taken by another.
+    wake: watch::Sender<u64>,
 }
 
 /// One delivery to append.
@@ -115,6 +118,8 @@ pub struct Append<'a> {
     pub lane: &'a str,
     pub event: &'a str,
     pub payload: &'a str,
+    /// The server the event came from, in a cluster.
+    pub domain: Option<&'a str>,
 }
 
 /// A batch's appends, grouped by hook (each hook's in order).
@@ -127,6 +132,12 @@ impl<'a> Appends<'a> {
     pub fn push(&mut self, hook: &'a str, append: Append<'a>) {
         self.by_hook.entry(hook).or_default().push(append);
     }
+}
+
+#[derive(Debug, Clone)]
+struct ClusterWakeups {
+    channel: String,
+    idle_poll: Duration,
 }
 
 /// An acknowledgement: these entries of `hook`'s queue are done.
@@ -144,6 +155,9 @@ pub struct DeliveryQueue {
     hooks: Arc<StdRwLock<HashMap<String, Arc<HookState>>>>,
     metrics: Arc<Metrics>,
     readiness: Readiness,
+    /// In a cluster: the channel that tells the other relays which queues grew, and how long an
+    /// idle reader waits before looking anyway (a wake-up missed while reconnecting).
+    cluster: Option<ClusterWakeups>,
     /// Unbounded as a channel, bounded in fact: an entry is acknowledged once, and only after
     /// a reader took it into its window (at most 1,024 per hook, and none are read while Redis
     /// does not answer).
@@ -168,6 +182,7 @@ impl DeliveryQueue {
             hooks: Default::default(),
             metrics,
             readiness,
+            cluster: None,
             acks,
         };
         let acknowledger = Acknowledger {
@@ -175,6 +190,26 @@ impl DeliveryQueue {
             rx,
         };
         (queue, acknowledger)
+    }
+
+    /// In a cluster, appends are announced on `channel` (see [`DeliveryQueue::wake`]) and idle
+    /// readers look at their queue every `idle_poll` anyway.
+    pub fn announce_appends(mut self, channel: String, idle_poll: Duration) -> Self {
+        self.cluster = Some(ClusterWakeups { channel, idle_poll });
+        self
+    }
+
+    /// Another relay appended to this hook's queue: wakes its reader here, if any.
+    pub fn wake(&self, hook_id: &str) {
+        let state = self
+            .hooks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hook_id)
+            .cloned();
+        if let Some(state) = state {
+            state.wake.send_modify(|n| *n += 1);
+        }
     }
 
     pub fn connection(&self) -> ConnectionManager {
@@ -229,7 +264,8 @@ impl DeliveryQueue {
             let key = self.keys.queue(hook);
             pipe.cmd("XLEN").arg(&key);
             for item in items {
-                pipe.cmd("XADD")
+                let xadd = pipe
+                    .cmd("XADD")
                     .arg(&key)
                     .arg("MAXLEN")
                     .arg("=")
@@ -240,10 +276,22 @@ impl DeliveryQueue {
                     .arg("e")
                     .arg(item.event)
                     .arg("p")
-                    .arg(item.payload)
-                    .ignore();
+                    .arg(item.payload);
+                if let Some(domain) = item.domain {
+                    xadd.arg("d").arg(domain);
+                }
+                xadd.ignore();
             }
             pipe.cmd("XLEN").arg(&key);
+        }
+        if let Some(cluster) = &self.cluster
+            && !appends.by_hook.is_empty()
+        {
+            let ids: Vec<&str> = appends.by_hook.keys().copied().collect();
+            pipe.cmd("PUBLISH")
+                .arg(&cluster.channel)
+                .arg(ids.join(" "))
+                .ignore();
         }
     }
 
@@ -269,16 +317,28 @@ impl DeliveryQueue {
             }
             // Acknowledgements may run between the two lengths: the stream's own count wins.
             self.set_depth(hook, &state, after);
-            state.wake.notify_one();
+            state.wake.send_modify(|n| *n += 1);
         }
     }
 
     /// The reading side of one hook's queue.
     pub fn hook(&self, hook_id: &str) -> HookQueue {
+        self.hook_part(hook_id, None)
+    }
+
+    /// The reading side of one partition of a hook's queue (in a cluster, where the lanes of a
+    /// hook are spread over relays): its own wake-ups and failure count.
+    pub fn hook_part(&self, hook_id: &str, part: Option<u32>) -> HookQueue {
+        let state = self.state(hook_id);
         HookQueue {
             queue: self.clone(),
-            state: self.state(hook_id),
+            woken: state.wake.subscribe(),
+            _state: state,
             hook: hook_id.to_string(),
+            failures_field: match part {
+                None => "failures".to_owned(),
+                Some(p) => format!("failures:{p}"),
+            },
         }
     }
 
@@ -352,8 +412,13 @@ impl DeliveryQueue {
 /// the retry state of the head.
 pub struct HookQueue {
     queue: DeliveryQueue,
-    state: Arc<HookState>,
+    /// Holds the wake-up sender while this reader lives, even if the hook's state is dropped
+    /// from the queue meanwhile (a closed channel would make every wait return at once).
+    _state: Arc<HookState>,
+    woken: watch::Receiver<u64>,
     hook: String,
+    /// The retry hash's field counting this reader's consecutive failures.
+    failures_field: String,
 }
 
 impl HookQueue {
@@ -379,13 +444,23 @@ impl HookQueue {
                 lane: text(fields.remove("l")),
                 event: text(fields.remove("e")),
                 payload: text(fields.remove("p")),
+                domain: fields.remove("d").map(|d| text(Some(d))),
             })
             .collect())
     }
 
     /// Returns once something was appended since the last wake-up (at once if it already was).
-    pub async fn appended(&self) {
-        self.state.wake.notified().await
+    pub async fn appended(&mut self) {
+        // The sender lives in the queue's state as long as this reader: `changed` cannot fail.
+        match &self.queue.cluster {
+            None => {
+                let _ = self.woken.changed().await;
+            }
+            // Other relays append too; their wake-ups come over pub/sub, which can miss one.
+            Some(c) => {
+                let _ = tokio::time::timeout(c.idle_poll, self.woken.changed()).await;
+            }
+        }
     }
 
     /// These entries are done; removed from Redis shortly.
@@ -401,7 +476,7 @@ impl HookQueue {
     pub async fn load_retry_state(&self) -> redis::RedisResult<RetryState> {
         let mut conn = self.queue.conn.clone();
         let h: HashMap<String, String> = conn.hgetall(self.queue.keys.attempt(&self.hook)).await?;
-        Ok(retry_state_from(&h))
+        Ok(retry_state_from(&h, &self.failures_field))
     }
 
     /// Records a failed request (and the hook's failure count).
@@ -415,7 +490,7 @@ impl HookQueue {
         conn.hset_multiple::<_, _, _, ()>(
             self.queue.keys.attempt(&self.hook),
             &[
-                ("failures".to_string(), failures.to_string()),
+                (self.failures_field.clone(), failures.to_string()),
                 (
                     format!("head:{head}"),
                     format!("{},{}", request.count, request.first_attempt),
@@ -432,16 +507,20 @@ impl HookQueue {
         let key = self.queue.keys.attempt(&self.hook);
         let mut fields = vec![format!("head:{head}")];
         if recovered {
-            fields.extend(["failures", "entry", "count", "firstAttempt"].map(String::from));
+            fields.push(self.failures_field.clone());
+            fields.extend(["entry", "count", "firstAttempt"].map(String::from));
         }
         conn.hdel::<_, _, ()>(key, fields).await
     }
 }
 
 /// Reads the retry hash, in this version's layout or 0.1's.
-fn retry_state_from(h: &HashMap<String, String>) -> RetryState {
+fn retry_state_from(h: &HashMap<String, String>, failures_field: &str) -> RetryState {
     let mut state = RetryState {
-        failures: h.get("failures").and_then(|f| f.parse().ok()).unwrap_or(0),
+        failures: h
+            .get(failures_field)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0),
         requests: HashMap::new(),
     };
     for (field, value) in h {
@@ -568,6 +647,7 @@ mod tests {
             lane: String::new(),
             event: "x".into(),
             payload: "{}".into(),
+            domain: None,
         };
         assert_eq!(e.enqueued_at(), 1700000000123);
         assert_eq!(e.key(), (1700000000123, 4));
@@ -586,7 +666,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let s = retry_state_from(&h);
+        let s = retry_state_from(&h, "failures");
         assert_eq!(s.failures, 3);
         assert_eq!(
             s.requests["5-1"],
@@ -603,7 +683,10 @@ mod tests {
             }
         );
         assert_eq!(s.requests.len(), 2);
-        assert_eq!(retry_state_from(&HashMap::new()), RetryState::default());
+        assert_eq!(
+            retry_state_from(&HashMap::new(), "failures"),
+            RetryState::default()
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ enum Place {
 fn place(module: &str) -> Place {
     match module {
         "input" => Place::Stage(0),
-        "enqueuer" | "mapping" | "routing" | "state" | "event" | "xapi" => Place::Stage(1),
+        "enqueuer" | "mapping" | "routing" | "state" | "event" | "forward" | "xapi" => {
+            Place::Stage(1)
+        }
         "queue" => Place::Stage(2),
         "delivery" => Place::Stage(3),
         "app" => Place::Top,

@@ -375,3 +375,72 @@ fn a_taken_port_is_one_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn forward_is_listed_and_without_a_cluster_redis_is_one_clear_error() {
+    let o = bin(&["--help"]).output().unwrap();
+    let (out, _) = text(&o);
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("forward ")),
+        "{out}"
+    );
+
+    let o = bin(&["forward"])
+        .env_remove("FORWARD_TO")
+        .env_remove("FORWARD_SENTINELS")
+        .env("LOG_LEVEL", "error")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("forward.to") && err.contains("FORWARD_TO"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_check_shows_the_forward_settings_without_the_cluster_password() {
+    let o = bin(&["config", "check"])
+        .env("SHARED_SECRET", "s")
+        .env("FORWARD_TO", "redis://:cluster-pass-word@10.9.8.7:6380/1")
+        .env("FORWARD_SENTINELS", "10.0.0.1:26379,s2.example.com")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!out.contains("cluster-pass-word"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("forward.to")
+            && l.contains("10.9.8.7:6380")
+            && l.contains("(env FORWARD_TO)")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("forward.sentinels") && l.contains("s2.example.com:26379")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("forward.port")
+            && l.contains("3006")
+            && l.contains("(default)")),
+        "{out}"
+    );
+
+    let o = bin(&["config", "check"])
+        .env("SHARED_SECRET", "s")
+        .env("FORWARD_TO", "http://:cluster-pass-word@x/")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let (out, err) = text(&o);
+    assert!(
+        err.contains("forward.to") && err.contains("env FORWARD_TO"),
+        "{err}"
+    );
+    assert!(
+        !out.contains("cluster-pass-word") && !err.contains("cluster-pass-word"),
+        "{out}{err}"
+    );
+}

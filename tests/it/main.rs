@@ -5,10 +5,12 @@
 mod api;
 mod architecture;
 mod cli;
+mod cluster;
 mod crash;
 mod delivery;
 mod docs;
 mod fixtures;
+mod forward;
 mod hardening;
 mod helpers;
 mod lanes;

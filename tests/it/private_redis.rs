@@ -9,7 +9,11 @@ pub struct PrivateRedis {
     pub port: u16,
     /// `requirepass`, when the server wants one.
     pub password: Option<String>,
+    /// More `redis-server` arguments (`--replicaof …`).
+    extra: Vec<String>,
     child: Mutex<Option<Child>>,
+    /// Where a durable server keeps its append-only file (kept across restarts).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl PrivateRedis {
@@ -22,12 +26,37 @@ impl PrivateRedis {
         PrivateRedis::start_with(Some(password.to_string()))
     }
 
+    /// A server started with more arguments.
+    pub fn with_args(extra: &[&str]) -> PrivateRedis {
+        PrivateRedis::start_full(None, extra.iter().map(|a| a.to_string()).collect())
+    }
+
+    /// A server that keeps what it acknowledged across a stop (or a kill) and a restart:
+    /// every write is in its append-only file, synced before the reply.
+    pub fn durable() -> PrivateRedis {
+        let r = PrivateRedis {
+            port: crate::helpers::free_port(),
+            password: None,
+            extra: Vec::new(),
+            child: Mutex::new(None),
+            dir: Some(tempfile::tempdir().expect("a temporary directory")),
+        };
+        r.restart();
+        r
+    }
+
     fn start_with(password: Option<String>) -> PrivateRedis {
+        PrivateRedis::start_full(password, Vec::new())
+    }
+
+    fn start_full(password: Option<String>, extra: Vec<String>) -> PrivateRedis {
         let port = crate::helpers::free_port();
         let r = PrivateRedis {
             port,
             password,
+            extra,
             child: Mutex::new(None),
+            dir: None,
         };
         r.restart();
         r
@@ -40,7 +69,7 @@ impl PrivateRedis {
         }
     }
 
-    /// Starts the server (again) on the same port, empty.
+    /// Starts the server (again) on the same port: empty, or with what it had if durable.
     pub fn restart(&self) {
         let mut args: Vec<String> = [
             "--port",
@@ -49,14 +78,22 @@ impl PrivateRedis {
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
         ]
         .map(String::from)
         .to_vec();
+        match &self.dir {
+            None => args.extend(["--appendonly", "no"].map(String::from)),
+            Some(dir) => {
+                args.extend(
+                    ["--appendonly", "yes", "--appendfsync", "always", "--dir"].map(String::from),
+                );
+                args.push(dir.path().display().to_string());
+            }
+        }
         if let Some(p) = &self.password {
             args.extend(["--requirepass".to_string(), p.clone()]);
         }
+        args.extend(self.extra.iter().cloned());
         let child = Command::new("redis-server")
             .args(&args)
             .stdout(Stdio::null())

@@ -18,6 +18,8 @@
 //! callbacks the grace period → write the last acknowledgements → leave everything else queued
 //! in Redis for the next start.
 
+mod cluster;
+
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiContext};
-use crate::config::{LoadedConfig, Settings};
+use crate::config::{InputMode, LoadedConfig, Settings};
 use crate::delivery::DeliveryPool;
 use crate::delivery::xapi::XapiPool;
 use crate::enqueuer::{self, Enqueuer};
@@ -240,6 +242,24 @@ async fn run_core(
     let settings = ctx.settings.clone();
     let metrics = ctx.metrics.clone();
     let keys = Keys::new(&settings.redis.keys);
+    // With Sentinels: the primary they name now. The connections stay with it, so a failover
+    // stops the service (the "Sentinel watch" ends) and the next start asks them again.
+    let client = if settings.redis.sentinels.is_empty() {
+        client
+    } else {
+        let target = settings.redis.target();
+        let Some(primary) = redis_conn::resolve_when_ready(&target, &shutdown).await else {
+            return;
+        };
+        let watch = redis_conn::primary_changed(
+            target,
+            primary.clone(),
+            shutdown.clone(),
+            redis_conn::PRIMARY_CHECK_EVERY,
+        );
+        supervisor.critical("Sentinel watch", watch);
+        primary
+    };
     let Some(conn) = redis_conn::connect_when_ready(&client, &shutdown).await else {
         return;
     };
@@ -265,9 +285,16 @@ async fn run_core(
         .run(epoch, shutdown.clone(), redis_watch::CHECK_EVERY),
     );
 
+    let in_cluster = settings.input.mode == InputMode::Cluster;
+    let cluster_keys = crate::cluster::ClusterKeys::new(cluster_prefix(&settings));
     let registry = retry_until_ok(&shutdown, "load the hooks", || {
+        let store = HookStore::new(conn.clone(), keys.clone());
+        let store = match in_cluster {
+            true => store.announcing(cluster_keys.hooks_channel()),
+            false => store,
+        };
         HookRegistry::load(
-            HookStore::new(conn.clone(), keys.clone()),
+            store,
             settings.hooks.permanent_urls.clone(),
             settings.hooks.max_hooks,
         )
@@ -296,6 +323,13 @@ async fn run_core(
         metrics.clone(),
         ctx.readiness.clone(),
     );
+    let queue = match in_cluster {
+        true => queue.announce_appends(cluster_keys.appended_channel(), cluster::IDLE_POLL),
+        false => queue,
+    };
+    let owner = crate::lease::instance_id();
+    let (hook_leaser, hook_leases) =
+        cluster::leaser(&conn, &cluster_keys, "hook", &owner, &metrics);
     let pool = match DeliveryPool::new(
         &settings,
         registry.clone(),
@@ -312,6 +346,10 @@ async fn run_core(
             return;
         }
     };
+    let pool = match in_cluster {
+        true => pool.leased(hook_leases, cluster::DELIVERY_PARTS),
+        false => pool,
+    };
     pool.resume().await;
     let acks_stop = CancellationToken::new();
     let acknowledging = supervisor.critical(
@@ -320,52 +358,126 @@ async fn run_core(
     );
     supervisor.critical("delivery supervisor", pool.supervise());
     set_module_status(&metrics, "../out/webhooks/index.js", "out", true);
-    let Some((xapi, xapi_pool)) =
-        start_xapi(&settings, &keys, &conn, &queue, &supervisor, &metrics).await
-    else {
+    let xapi = match in_cluster {
+        // A relay maps many servers' streams in sessions of their own: xAPI is not wired there.
+        true => {
+            if settings.xapi.enabled {
+                tracing::error!(
+                    "xAPI output is not available on a cluster's relays yet: it stays off (the webhooks run as usual)"
+                );
+                set_module_status(&metrics, "../out/xapi/index.js", "out", false);
+            }
+            Some((None, None))
+        }
+        false => start_xapi(&settings, &keys, &conn, &queue, &supervisor, &metrics).await,
+    };
+    let Some((xapi, xapi_pool)) = xapi else {
         return;
     };
 
-    let (raw_tx, raw_rx) = input::intake(settings.redis.intake_buffer_bytes.get());
-    let subscriber = supervisor.critical(
-        "subscriber",
-        input::run(
-            client.clone(),
-            settings.redis.inbound_channels.clone(),
-            raw_tx,
-            ctx.readiness.clone(),
-            metrics.clone(),
-            shutdown.child_token(),
-            input::PING_EVERY,
-        ),
-    );
-    set_module_status(&metrics, "../in/redis/index.js", "in", true);
-
-    let enqueuer = Enqueuer::new(
-        settings.clone(),
-        enqueuer::Parts {
-            state,
-            store: state_store,
+    if in_cluster {
+        tracing::info!(instance = %owner, prefix = %cluster_prefix(&settings), "relay in a cluster: reading the servers' ingest streams");
+        let leases_stop = CancellationToken::new();
+        let hooks_leasing = supervisor.critical(
+            "hook leases",
+            hook_leaser.run(
+                cluster::hooks(registry.clone(), cluster::DELIVERY_PARTS),
+                leases_stop.clone(),
+            ),
+        );
+        let (ingest_leaser, ingest_leases) =
+            cluster::leaser(&conn, &cluster_keys, "ingest", &owner, &metrics);
+        let ingest_leasing = supervisor.critical(
+            "ingest leases",
+            ingest_leaser.run(
+                cluster::servers(conn.clone(), cluster_keys.clone()),
+                shutdown.clone(),
+            ),
+        );
+        supervisor.critical(
+            "cluster bus",
+            cluster::bus::run(
+                client.clone(),
+                cluster_keys.clone(),
+                registry.clone(),
+                queue.clone(),
+                ctx.readiness.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            ),
+        );
+        set_module_status(&metrics, "../in/redis/index.js", "in", true);
+        let sessions = cluster::Sessions {
+            settings: settings.clone(),
+            client: client.clone(),
+            keys: keys.clone(),
+            cluster: cluster_keys.clone(),
             registry: registry.clone(),
             queue,
             metrics: metrics.clone(),
             readiness: ctx.readiness.clone(),
             data_lost: data_lost_rx,
-            xapi,
-        },
-        shutdown.clone(),
-        grace,
-    );
-    let enqueuing = supervisor.critical("enqueuer", enqueuer.run(raw_rx));
+            tracker: supervisor.tracker.clone(),
+            shutdown: shutdown.clone(),
+            grace,
+        };
+        let mapping = supervisor.critical(
+            "server sessions",
+            sessions.run(ingest_leases, shutdown.clone()),
+        );
+        shutdown.cancelled().await;
+        tracing::info!("stopping: giving the servers' streams back first");
+        // The ingest leases are given back (each session stops reading and writes what it
+        // has), then the sessions end; hooks are given back once their workers stopped.
+        let _ = ingest_leasing.await;
+        let _ = mapping.await;
+        pool.stop(grace).await;
+        leases_stop.cancel();
+        let _ = hooks_leasing.await;
+    } else {
+        drop(hook_leaser);
+        let (raw_tx, raw_rx) = input::intake(settings.redis.intake_buffer_bytes.get());
+        let subscriber = supervisor.critical(
+            "subscriber",
+            input::run(
+                client.clone(),
+                settings.redis.inbound_channels.clone(),
+                raw_tx,
+                ctx.readiness.clone(),
+                metrics.clone(),
+                shutdown.child_token(),
+                input::PING_EVERY,
+            ),
+        );
+        set_module_status(&metrics, "../in/redis/index.js", "in", true);
 
-    shutdown.cancelled().await;
-    tracing::info!("stopping: intake first");
-    let _ = subscriber.await;
-    // The subscriber dropped its sender: the enqueuer writes what it has, then returns.
-    let _ = enqueuing.await;
-    pool.stop(grace).await;
-    if let Some(xapi_pool) = xapi_pool {
-        xapi_pool.stop(grace).await;
+        let enqueuer = Enqueuer::new(
+            settings.clone(),
+            enqueuer::Parts {
+                state,
+                store: state_store,
+                registry: registry.clone(),
+                queue,
+                metrics: metrics.clone(),
+                readiness: ctx.readiness.clone(),
+                data_lost: data_lost_rx,
+                source: None,
+                xapi,
+            },
+            shutdown.clone(),
+            grace,
+        );
+        let enqueuing = supervisor.critical("enqueuer", enqueuer.run(raw_rx));
+
+        shutdown.cancelled().await;
+        tracing::info!("stopping: intake first");
+        let _ = subscriber.await;
+        // The subscriber dropped its sender: the enqueuer writes what it has, then returns.
+        let _ = enqueuing.await;
+        pool.stop(grace).await;
+        if let Some(xapi_pool) = xapi_pool {
+            xapi_pool.stop(grace).await;
+        }
     }
     // Every worker has stopped: the acknowledger writes the last acknowledgements and returns.
     acks_stop.cancel();
@@ -425,6 +537,11 @@ async fn start_xapi(
         "xAPI statements are on"
     );
     Some((Some(xapi), Some(pool)))
+}
+
+/// The prefix of the cluster's keys (`cluster.prefix`).
+fn cluster_prefix(settings: &Settings) -> &str {
+    &settings.cluster.prefix
 }
 
 /// Runs `attempt` every second until it succeeds; `None` when `shutdown` fires first.

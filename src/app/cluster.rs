@@ -1,0 +1,295 @@
+//! A relay's wiring in a cluster (`input.mode: cluster`, docs/cluster.md): instead of one
+//! subscriber and one enqueuer, the relay takes leases ([`crate::lease`]) on servers' ingest
+//! streams and runs, per leased server, a stream reader ([`crate::input::cluster`]) feeding an
+//! enqueuer with that server's state and a fenced write ([`crate::enqueuer::Source`]). Hooks are
+//! leased too: the delivery pool runs workers only for this relay's share.
+//!
+//! The relays learn from each other through two pub/sub channels on the cluster Redis (the
+//! [`bus`]): a hook created or destroyed anywhere makes every relay reload its hooks; entries
+//! appended by one relay wake the worker of another. Both are hints: hooks are also reloaded
+//! every few seconds and before each `hooks/list`, and idle workers look at their queue every
+//! second anyway.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cluster::ClusterKeys;
+use crate::config::Settings;
+use crate::enqueuer::{self, Enqueuer, Source};
+use crate::health::Readiness;
+use crate::hooks::HookRegistry;
+use crate::keys::Keys;
+use crate::lease::{Held, HeldSet, Leaser, Units};
+use crate::metrics::Metrics;
+use crate::queue::DeliveryQueue;
+use crate::state::StateStore;
+use crate::{input, redis_conn};
+
+/// How often hooks are reloaded even without an announcement.
+const RELOAD_EVERY: Duration = Duration::from_secs(5);
+/// How long an idle hook worker waits for a wake-up before it looks at its queue anyway.
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Parts each hook's lanes are spread over: the most relays one hook's deliveries use.
+pub const DELIVERY_PARTS: u32 = 4;
+/// Wait before a server's session that ended while its lease is held is started again.
+const SESSION_RESTART: Duration = Duration::from_secs(1);
+
+/// What every server session needs.
+#[derive(Clone)]
+pub struct Sessions {
+    pub settings: Arc<Settings>,
+    pub client: redis::Client,
+    pub keys: Keys,
+    pub cluster: ClusterKeys,
+    pub registry: Arc<HookRegistry>,
+    pub queue: DeliveryQueue,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    pub data_lost: watch::Receiver<u64>,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+    pub grace: Duration,
+}
+
+/// The units of the ingest leases: the servers that forward.
+pub fn servers(conn: ConnectionManager, cluster: ClusterKeys) -> Units {
+    Box::new(move || {
+        let (mut conn, key) = (conn.clone(), cluster.servers());
+        async move { conn.smembers::<_, Vec<String>>(key).await }.boxed()
+    })
+}
+
+/// The units of the hook leases: each hook in the registry, in `parts` parts.
+pub fn hooks(registry: Arc<HookRegistry>, parts: u32) -> Units {
+    Box::new(move || {
+        let units: Vec<String> = registry
+            .snapshot()
+            .iter()
+            .flat_map(|h| crate::delivery::hook_units(&h.id, parts).collect::<Vec<_>>())
+            .collect();
+        async move { Ok(units) }.boxed()
+    })
+}
+
+/// Leases of one kind, ready to run.
+pub fn leaser(
+    conn: &ConnectionManager,
+    cluster: &ClusterKeys,
+    kind: &'static str,
+    owner: &str,
+    metrics: &Arc<Metrics>,
+) -> (Leaser, watch::Receiver<HeldSet>) {
+    Leaser::new(conn.clone(), cluster.clone(), kind, owner, metrics.clone())
+}
+
+impl Sessions {
+    /// Runs one session per leased server until the leases are all gone and `stop` fired.
+    pub async fn run(self, mut held: watch::Receiver<HeldSet>, stop: CancellationToken) {
+        let mut running: HashMap<String, (u64, JoinHandle<()>)> = HashMap::new();
+        let mut tick = tokio::time::interval(SESSION_RESTART);
+        loop {
+            let leased = held.borrow_and_update().clone();
+            running.retain(|server, (token, task)| {
+                let current = leased.get(server).map(|h| h.token);
+                if task.is_finished() && current == Some(*token) && !stop.is_cancelled() {
+                    self.metrics.worker_restarts.inc();
+                    tracing::error!(server = %server, "a server's session ended while its lease is held; starting it again");
+                }
+                !task.is_finished() && current == Some(*token)
+            });
+            for (server, lease) in leased.iter() {
+                if !running.contains_key(server) {
+                    let task = self
+                        .tracker
+                        .spawn(self.clone().session(server.clone(), lease.clone()));
+                    running.insert(server.clone(), (lease.token, task));
+                }
+            }
+            tokio::select! {
+                changed = held.changed() => if changed.is_err() { break },
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        for (_, (_, task)) in running {
+            let _ = task.await;
+        }
+    }
+
+    /// One server: load its state and position, read its stream, map and write under the lease.
+    async fn session(self, server: String, lease: Held) {
+        let stop = self.shutdown.child_token();
+        let lost = lease.lost.clone();
+        let watch_stop = stop.clone();
+        self.tracker.spawn(async move {
+            lost.cancelled().await;
+            watch_stop.cancel();
+        });
+        let Some(conn) = redis_conn::connect_when_ready(&self.client, &stop).await else {
+            return;
+        };
+        let Some(reader_conn) = redis_conn::connect_when_ready(&self.client, &stop).await else {
+            return;
+        };
+        let store = StateStore::new(
+            conn.clone(),
+            self.keys
+                .with_state_scope(&self.cluster.state_scope(&server)),
+        );
+        let position_key = self.cluster.position();
+        let loaded = async {
+            let state = store.load().await?;
+            let mut c = conn.clone();
+            let position: Option<String> = c.hget(&position_key, &server).await?;
+            redis::RedisResult::Ok((state, position))
+        };
+        let (state, position) = tokio::select! {
+            loaded = loaded => match loaded {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    tracing::warn!(server = %server, error = %e, "cannot load the server's state and position; trying again shortly");
+                    return;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        tracing::info!(server = %server, position = position.as_deref().unwrap_or("start"), "mapping the server's stream");
+        let (tx, rx) = input::intake(self.settings.redis.intake_buffer_bytes.get());
+        let reader = self.tracker.spawn(input::cluster::read_stream(
+            reader_conn,
+            self.cluster.ingest(&server),
+            server.clone(),
+            position,
+            tx,
+            self.metrics.clone(),
+            stop.clone(),
+        ));
+        let enqueuer = Enqueuer::new(
+            self.settings.clone(),
+            enqueuer::Parts {
+                state,
+                store,
+                registry: self.registry.clone(),
+                queue: self.queue.clone(),
+                metrics: self.metrics.clone(),
+                readiness: self.readiness.clone(),
+                data_lost: self.data_lost.clone(),
+                source: Some(Source {
+                    server: server.clone(),
+                    position_key,
+                    lease,
+                    conn,
+                }),
+                // xAPI is not wired on relays yet (app::run_core says so at start).
+                xapi: None,
+            },
+            self.shutdown.clone(),
+            self.grace,
+        );
+        // The reader ends when the lease is lost or the service stops; the enqueuer then writes
+        // what it has (fenced) and ends. If the enqueuer ends first (its lease was taken over),
+        // the reader is stopped.
+        enqueuer.run(rx).await;
+        stop.cancel();
+        let _ = reader.await;
+    }
+}
+
+/// The relays' pub/sub: hook changes and appends announced by the other relays.
+pub mod bus {
+    use super::*;
+
+    /// Listens until `stop`; reconnects with backoff. Every (re)subscription reloads the hooks
+    /// (announcements may have been missed meanwhile) and says the input is live.
+    pub async fn run(
+        client: redis::Client,
+        cluster: ClusterKeys,
+        registry: Arc<HookRegistry>,
+        queue: DeliveryQueue,
+        readiness: Readiness,
+        metrics: Arc<Metrics>,
+        stop: CancellationToken,
+    ) {
+        let (hooks_channel, appended_channel) =
+            (cluster.hooks_channel(), cluster.appended_channel());
+        let mut delay = Duration::from_millis(100);
+        let mut first = true;
+        while !stop.is_cancelled() {
+            let subscribed = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub
+                    .subscribe(&[&hooks_channel, &appended_channel])
+                    .await?;
+                redis::RedisResult::Ok(pubsub)
+            };
+            let pubsub = tokio::select! {
+                p = subscribed => p,
+                _ = stop.cancelled() => return,
+            };
+            let mut pubsub = match pubsub {
+                Ok(p) => p,
+                Err(e) => {
+                    readiness.set_subscribed(false);
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot subscribe to the cluster's channels");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if !first {
+                metrics
+                    .redis_reconnects
+                    .with_label_values(&["cluster bus"])
+                    .inc();
+            }
+            first = false;
+            delay = Duration::from_millis(100);
+            reload(&registry).await;
+            readiness.set_subscribed(true);
+            let mut messages = pubsub.on_message();
+            let mut reload_tick = tokio::time::interval(RELOAD_EVERY);
+            loop {
+                tokio::select! {
+                    msg = messages.next() => {
+                        let Some(msg) = msg else { break };
+                        let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
+                        if msg.get_channel_name() == hooks_channel {
+                            reload(&registry).await;
+                        } else {
+                            for id in payload.split(' ') {
+                                queue.wake(id);
+                            }
+                        }
+                    }
+                    _ = reload_tick.tick() => reload(&registry).await,
+                    _ = stop.cancelled() => return,
+                }
+            }
+            readiness.set_subscribed(false);
+            tracing::warn!("lost the cluster's channels; subscribing again");
+        }
+    }
+
+    async fn reload(registry: &HookRegistry) {
+        match registry.reload().await {
+            Ok(true) => tracing::info!(
+                hooks = registry.snapshot().len(),
+                "hooks changed on another relay: reloaded"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot reload the hooks now"),
+        }
+    }
+}

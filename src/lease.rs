@@ -1,0 +1,373 @@
+//! Leases with fencing tokens on the cluster Redis: how relays share work so that each unit (a
+//! server's ingest stream, a hook's queue) is worked on by exactly one instance at a time, and a
+//! dead instance's units are taken over within seconds. It owns the lease keys and the
+//! relays' presence; what a unit is and what is done with it belongs to the caller.
+//!
+//! A lease is a key `<clusterPrefix>:lease:<kind>:<name>` holding the owner's instance id, with a
+//! time to live ([`TTL`]) that the owner renews every [`TICK`]. Taking a free lease also
+//! increments `<clusterPrefix>:fence:<kind>:<name>` and the new value is the owner's **fencing
+//! token**. Writes that must not come from a former owner (one paused for longer than the TTL)
+//! check the token in the same transaction ([`watch_fence`]: `WATCH` the fence key, compare,
+//! then `MULTI`…`EXEC`, which Redis aborts if a takeover changed the key meanwhile). Work that
+//! cannot be fenced in Redis (an HTTP request) checks [`Held::is_valid`] first: the lease is
+//! treated as lost locally a margin before Redis could give it to someone else.
+//!
+//! Sharing: every instance takes any free lease at once (so takeover never waits for a
+//! rebalance), and one that holds more than its share (units ÷ live instances, rounded up)
+//! gives one back every [`REBALANCE_EVERY`], not taking it again for a while. Instances are live
+//! while they renew their entry in `<clusterPrefix>:relays` (a sorted set scored by time).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterKeys;
+use crate::metrics::Metrics;
+
+/// How long a lease lives without renewal.
+pub const TTL: Duration = Duration::from_secs(3);
+/// How often leases are renewed and free ones looked for.
+pub const TICK: Duration = Duration::from_secs(1);
+/// A lease counts as lost locally this long before Redis lets it go.
+const MARGIN: Duration = Duration::from_millis(500);
+/// How often an instance holding more than its share gives one lease back.
+const REBALANCE_EVERY: Duration = Duration::from_secs(5);
+/// A lease given back is not taken again by the same instance for this long.
+const COOLDOWN: Duration = Duration::from_secs(15);
+/// An instance that has not renewed its presence for this long no longer counts.
+const PRESENCE: Duration = Duration::from_secs(5);
+
+const ACQUIRE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+return false";
+
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+/// A lease this instance holds. Cloned to whoever works on the unit.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// The fencing token taken with the lease.
+    pub token: u64,
+    /// The fence key writes check the token against.
+    pub fence_key: String,
+    /// Cancelled when the lease is lost or given back: stop working on the unit.
+    pub lost: CancellationToken,
+    /// Until when (ms on [`Instant`] from `base`) the lease is surely still ours.
+    valid_until: Arc<AtomicU64>,
+    base: Instant,
+}
+
+impl Held {
+    /// Whether the lease is surely still ours: renewed recently enough and not lost.
+    pub fn is_valid(&self) -> bool {
+        !self.lost.is_cancelled()
+            && (self.base.elapsed().as_millis() as u64) < self.valid_until.load(Ordering::Relaxed)
+    }
+
+    fn extend(&self, renewed_at: Instant) {
+        let until = renewed_at.duration_since(self.base) + TTL - MARGIN;
+        self.valid_until
+            .store(until.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The leases of one kind held by this instance, by unit name.
+pub type HeldSet = Arc<BTreeMap<String, Held>>;
+
+/// Why a fenced write may not go ahead.
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    #[error("the lease was taken over (fencing token {theirs}, ours {ours})")]
+    TakenOver { ours: u64, theirs: u64 },
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Starts a fenced transaction on `conn` (a connection only this writer uses): `WATCH`es the
+/// fence key and checks that it still holds `token`. Follow with an atomic pipeline on the same
+/// connection; Redis aborts its `EXEC` (a `nil` reply) if the fence moved in between.
+pub async fn watch_fence(
+    conn: &mut ConnectionManager,
+    fence_key: &str,
+    token: u64,
+) -> Result<(), FenceError> {
+    redis::cmd("WATCH")
+        .arg(fence_key)
+        .query_async::<()>(conn)
+        .await?;
+    let current: Option<u64> = conn.get(fence_key).await?;
+    match current {
+        Some(t) if t == token => Ok(()),
+        other => {
+            redis::cmd("UNWATCH").query_async::<()>(conn).await?;
+            Err(FenceError::TakenOver {
+                ours: token,
+                theirs: other.unwrap_or(0),
+            })
+        }
+    }
+}
+
+/// Where the units to lease come from (the servers that forward, the hooks).
+pub type Units = Box<dyn FnMut() -> BoxFuture<'static, redis::RedisResult<Vec<String>>> + Send>;
+
+/// Keeps the leases of one kind: renews those held, takes free ones, gives extras back.
+pub struct Leaser {
+    conn: ConnectionManager,
+    keys: ClusterKeys,
+    kind: &'static str,
+    owner: String,
+    held: HashMap<String, Held>,
+    published: watch::Sender<HeldSet>,
+    cooldown: HashMap<String, Instant>,
+    last_rebalance: Instant,
+    base: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl Leaser {
+    /// `owner` names this instance (unique per process); `kind` the units (`ingest`, `hook`).
+    pub fn new(
+        conn: ConnectionManager,
+        keys: ClusterKeys,
+        kind: &'static str,
+        owner: &str,
+        metrics: Arc<Metrics>,
+    ) -> (Leaser, watch::Receiver<HeldSet>) {
+        let (published, rx) = watch::channel(HeldSet::default());
+        let now = Instant::now();
+        (
+            Leaser {
+                conn,
+                keys,
+                kind,
+                owner: owner.to_owned(),
+                held: HashMap::new(),
+                published,
+                cooldown: HashMap::new(),
+                last_rebalance: now,
+                base: now,
+                metrics,
+            },
+            rx,
+        )
+    }
+
+    /// Runs until `stop`; then gives every lease back so another instance takes over at once.
+    pub async fn run(mut self, mut units: Units, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match units().await {
+                Ok(names) => {
+                    if let Err(e) = self.round(names).await {
+                        tracing::warn!(kind = self.kind, error = %e, "cannot renew or take leases now");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind = self.kind, error = %e, "cannot list what to lease");
+                    // Renew what is held even when the list cannot be read.
+                    let names: Vec<String> = self.held.keys().cloned().collect();
+                    if let Err(e) = self.renew(&names).await {
+                        tracing::warn!(kind = self.kind, error = %e, "cannot renew leases now");
+                    }
+                }
+            }
+            // Leases not renewed in time are lost locally, whatever Redis says later.
+            let expired: Vec<String> = self
+                .held
+                .iter()
+                .filter(|(_, h)| !h.is_valid())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in expired {
+                tracing::warn!(kind = self.kind, unit = %name, "lease not renewed in time: giving up the work on it");
+                self.drop_held(&name);
+            }
+            self.publish();
+        }
+        let names: Vec<String> = self.held.keys().cloned().collect();
+        for name in names {
+            self.release(&name).await;
+        }
+        self.publish();
+    }
+
+    /// One round: presence, renewals, takeovers, rebalancing.
+    async fn round(&mut self, units: Vec<String>) -> redis::RedisResult<()> {
+        let now_ms = crate::time::now_ms();
+        let relays = self.keys.relays();
+        let live: u64 = redis::pipe()
+            .zadd(&relays, &self.owner, now_ms)
+            .ignore()
+            .zrembyscore(
+                &relays,
+                0,
+                now_ms.saturating_sub(PRESENCE.as_millis() as u64 * 4),
+            )
+            .ignore()
+            .zcount(
+                &relays,
+                now_ms.saturating_sub(PRESENCE.as_millis() as u64),
+                "+inf",
+            )
+            .query_async::<(u64,)>(&mut self.conn)
+            .await?
+            .0;
+        let held_names: Vec<String> = self.held.keys().cloned().collect();
+        self.renew(&held_names).await?;
+        // Units gone (a hook destroyed, a server removed) are let go.
+        for name in held_names.iter().filter(|n| !units.contains(n)) {
+            self.release(name).await;
+        }
+        let now = Instant::now();
+        self.cooldown.retain(|_, until| *until > now);
+        for name in &units {
+            if !self.held.contains_key(name) && !self.cooldown.contains_key(name) {
+                self.acquire(name).await?;
+            }
+        }
+        let share = (units.len() as u64).div_ceil(live.max(1)) as usize;
+        if self.held.len() > share && now.duration_since(self.last_rebalance) >= REBALANCE_EVERY {
+            self.last_rebalance = now;
+            if let Some(name) = self.held.keys().max().cloned() {
+                tracing::info!(kind = self.kind, unit = %name, held = self.held.len(), share, "giving a lease back to share the work");
+                self.release(&name).await;
+                self.cooldown.insert(name, now + COOLDOWN);
+            }
+        }
+        Ok(())
+    }
+
+    async fn acquire(&mut self, name: &str) -> redis::RedisResult<()> {
+        let sent = Instant::now();
+        let fence_key = self.keys.fence(self.kind, name);
+        let token: Option<u64> = Script::new(ACQUIRE)
+            .key(self.keys.lease(self.kind, name))
+            .key(&fence_key)
+            .arg(&self.owner)
+            .arg(TTL.as_millis() as u64)
+            .invoke_async(&mut self.conn)
+            .await?;
+        if let Some(token) = token {
+            let held = Held {
+                token,
+                fence_key,
+                lost: CancellationToken::new(),
+                valid_until: Arc::new(AtomicU64::new(0)),
+                base: self.base,
+            };
+            held.extend(sent);
+            tracing::info!(kind = self.kind, unit = %name, token, "took a lease");
+            self.metrics
+                .cluster_takeovers
+                .with_label_values(&[self.kind])
+                .inc();
+            self.held.insert(name.to_owned(), held);
+        }
+        Ok(())
+    }
+
+    async fn renew(&mut self, names: &[String]) -> redis::RedisResult<()> {
+        for name in names {
+            let sent = Instant::now();
+            let renewed: u64 = Script::new(RENEW)
+                .key(self.keys.lease(self.kind, name))
+                .arg(&self.owner)
+                .arg(TTL.as_millis() as u64)
+                .invoke_async(&mut self.conn)
+                .await?;
+            if renewed == 1 {
+                if let Some(h) = self.held.get(name) {
+                    h.extend(sent);
+                }
+            } else {
+                tracing::warn!(kind = self.kind, unit = %name, "lease lost to another instance");
+                self.drop_held(name);
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&mut self, name: &str) {
+        // Stop the work first, so nothing is written under a lease already given back.
+        self.drop_held(name);
+        self.publish();
+        let released = Script::new(RELEASE)
+            .key(self.keys.lease(self.kind, name))
+            .arg(&self.owner)
+            .invoke_async::<u64>(&mut self.conn)
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(kind = self.kind, unit = %name, error = %e, "cannot give a lease back; it expires on its own");
+        }
+    }
+
+    fn drop_held(&mut self, name: &str) {
+        if let Some(h) = self.held.remove(name) {
+            h.lost.cancel();
+        }
+    }
+
+    fn publish(&self) {
+        let now: BTreeMap<String, Held> = self
+            .held
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let changed = {
+            let before = self.published.borrow();
+            before.len() != now.len()
+                || before
+                    .iter()
+                    .zip(&now)
+                    .any(|((a, x), (b, y))| a != b || x.token != y.token)
+        };
+        if changed {
+            self.metrics
+                .cluster_leases
+                .with_label_values(&[self.kind])
+                .set(now.len() as i64);
+            self.published.send_replace(Arc::new(now));
+        }
+    }
+}
+
+/// An instance id: host, process and a random part, so a restarted process is a new owner.
+pub fn instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
+}

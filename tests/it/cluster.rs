@@ -1,0 +1,478 @@
+//! Relays in a cluster (`input.mode: cluster`): several instances on one cluster Redis share the
+//! servers' ingest streams and the hooks, with leases. These tests write the ingest streams
+//! themselves, in the forwarders' format (`bbb_webhooks::cluster`); the end-to-end run with real
+//! forwarders is `acceptance_two_servers_two_relays`.
+
+use std::time::Duration;
+
+use bbb_webhooks::cluster::{ClusterKeys, DEFAULT_PREFIX, IdClock, IngestEntry};
+use redis::AsyncCommands;
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::private_redis::PrivateRedis;
+
+/// Appends `messages` to `server`'s ingest stream, as its forwarder would.
+pub async fn forward(
+    conn: &mut redis::aio::MultiplexedConnection,
+    server: &str,
+    messages: &[String],
+) {
+    let keys = ClusterKeys::new(DEFAULT_PREFIX);
+    let _: () = conn.sadd(keys.servers(), server).await.unwrap();
+    let last: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(keys.ingest(server))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let floor = last
+        .first()
+        .and_then(|(id, _)| bbb_webhooks::cluster::parse_id(id))
+        .unwrap_or((0, 0));
+    let mut ids = IdClock::above(floor);
+    for m in messages {
+        let entry = IngestEntry {
+            id: ids.next(bbb_webhooks::time::now_ms()),
+            server: server.to_owned(),
+            channel: "from-akka-apps-redis-channel".to_owned(),
+            received_at: bbb_webhooks::time::now_ms(),
+            message: m.as_bytes().to_vec(),
+        };
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(keys.ingest(server)).arg(&entry.id);
+        for (k, v) in entry.fields() {
+            cmd.arg(k).arg(v);
+        }
+        let _: String = cmd.query_async(conn).await.unwrap();
+    }
+}
+
+fn relay_env(redis: &PrivateRedis) -> Env {
+    Env::on("cluster", &redis.url()).with("input.mode", json!("cluster"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_share_servers_and_hooks_and_name_the_server() {
+    let redis = PrivateRedis::start();
+    let env = relay_env(&redis);
+    let a = env.start().await;
+    let b = env.start().await;
+    let receiver = Receiver::start().await;
+
+    // Registered on A, listed on B at once; a meeting-scoped hook too.
+    let global = a.create_hook(&receiver.url("/all"), "").await;
+    let scoped = a
+        .create_hook(&receiver.url("/m1"), "&meetingID=ext-1")
+        .await;
+    let (_, listed) = b.api("list", "").await;
+    let ids = hook_ids(&listed);
+    assert!(ids.contains(&global) && ids.contains(&scoped), "{listed}");
+
+    let mut conn = env.redis().await;
+    let one = |meeting: &str, ext: &str, users: usize| {
+        let mut m = vec![meeting_created(meeting, ext)];
+        for u in 0..users {
+            m.push(user_joined(
+                meeting,
+                &format!("{meeting}-u{u}"),
+                &format!("e{u}"),
+            ));
+        }
+        m
+    };
+    forward(&mut conn, "bbb1.example.com", &one("int-1", "ext-1", 20)).await;
+    forward(&mut conn, "bbb2.example.com", &one("int-2", "ext-2", 20)).await;
+
+    let all = receiver.wait_for("/all", 42, WAIT).await;
+    assert_eq!(all.len(), 42, "every event reaches the global hook once");
+    let mine = receiver.wait_for("/m1", 21, WAIT).await;
+    assert_eq!(
+        mine.len(),
+        21,
+        "the scoped hook gets its meeting's events only"
+    );
+    for r in &mine {
+        assert_eq!(r.field("domain").as_deref(), Some("bbb1.example.com"));
+    }
+    // Per meeting, in order; each callback names the server its meeting is on.
+    for (meeting, domain) in [("ext-1", "bbb1.example.com"), ("ext-2", "bbb2.example.com")] {
+        let users: Vec<String> = all
+            .iter()
+            .filter(|r| {
+                r.events()[0]["data"]["attributes"]["meeting"]["external-meeting-id"] == meeting
+            })
+            .inspect(|r| assert_eq!(r.field("domain").as_deref(), Some(domain)))
+            .filter_map(|r| {
+                r.events()[0]["data"]["attributes"]["user"]["external-user-id"]
+                    .as_str()
+                    .map(String::from)
+            })
+            .collect();
+        let expected: Vec<String> = (0..20).map(|u| format!("e{u}")).collect();
+        assert_eq!(users, expected, "{meeting}: joins in order");
+    }
+
+    // Both servers' positions are recorded with the events they produced.
+    let positions: std::collections::HashMap<String, String> = conn
+        .hgetall(ClusterKeys::new(DEFAULT_PREFIX).position())
+        .await
+        .unwrap();
+    assert_eq!(positions.len(), 2, "{positions:?}");
+
+    // Destroyed on B: gone from A's list too.
+    let (_, destroyed) = b.api("destroy", &format!("hookID={scoped}")).await;
+    assert!(destroyed.contains("<removed>true</removed>"), "{destroyed}");
+    let (_, listed) = a.api("list", "").await;
+    assert!(!hook_ids(&listed).contains(&scoped), "{listed}");
+
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_hands_its_servers_over() {
+    let redis = PrivateRedis::start();
+    let env = relay_env(&redis);
+    let a = env.start().await;
+    let receiver = Receiver::start().await;
+    a.create_hook(&receiver.url("/all"), "").await;
+    let mut conn = env.redis().await;
+    forward(&mut conn, "bbb1", &[meeting_created("int-1", "ext-1")]).await;
+    receiver.wait_for("/all", 1, WAIT).await;
+
+    // B starts; A stops and gives its leases back: B maps what comes next, from A's position.
+    let b = env.start().await;
+    a.stop().await;
+    forward(
+        &mut conn,
+        "bbb1",
+        &[
+            user_joined("int-1", "u1", "e1"),
+            chat("int-1", "u1", "hello"),
+        ],
+    )
+    .await;
+    let all = receiver.wait_for("/all", 3, WAIT).await;
+    assert_eq!(
+        ids(&all.iter().flat_map(|r| r.events()).collect::<Vec<_>>()),
+        ["meeting-created", "user-joined", "chat-group-message-sent"]
+    );
+    // The state moved with the server: B knows the meeting's external id.
+    assert_eq!(
+        all[1].events()[0]["data"]["attributes"]["meeting"]["external-meeting-id"],
+        "ext-1"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received_on("/all").len(), 3, "nothing twice");
+    b.stop().await;
+}
+
+/// The fencing a relay's writes go through: a former owner's transaction is refused once the
+/// fence moved, also when it moves between the check and `EXEC`.
+#[tokio::test]
+async fn a_former_owner_cannot_write_after_a_takeover() {
+    use bbb_webhooks::lease::{FenceError, watch_fence};
+    let env = Env::new("fence");
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let mut other = env.redis().await;
+    let (fence, data) = (env.key("fence"), env.key("data"));
+    let token: u64 = other.incr(&fence, 1).await.unwrap();
+
+    // The owner's write goes through while the token is current.
+    watch_fence(&mut conn, &fence, token).await.unwrap();
+    let done: Option<()> = redis::pipe()
+        .atomic()
+        .set(&data, "owner")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(done.is_some());
+
+    // A takeover between the check and EXEC: Redis aborts the transaction.
+    watch_fence(&mut conn, &fence, token).await.unwrap();
+    let _: u64 = other.incr(&fence, 1).await.unwrap();
+    let done: Option<()> = redis::pipe()
+        .atomic()
+        .set(&data, "former owner")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(done.is_none(), "the transaction was aborted");
+
+    // After it, the check itself refuses.
+    assert!(matches!(
+        watch_fence(&mut conn, &fence, token).await,
+        Err(FenceError::TakenOver { ours, theirs }) if ours == token && theirs == token + 1
+    ));
+    let value: String = other.get(&data).await.unwrap();
+    assert_eq!(value, "owner");
+}
+
+/// What a receiver got, per meeting (external id): the first arrival of each request in order,
+/// with its `domain`; and how many requests came again with a `webhook-id` seen before.
+pub struct Arrivals {
+    pub by_meeting: std::collections::BTreeMap<String, Vec<(String, String)>>,
+    pub repeated: usize,
+}
+
+pub fn arrivals(received: &[Received]) -> Arrivals {
+    let mut seen = std::collections::HashSet::new();
+    let mut by_meeting: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        Default::default();
+    let mut repeated = 0;
+    for r in received {
+        let id = r
+            .header("webhook-id")
+            .expect("every callback has a webhook-id");
+        if !seen.insert(id) {
+            repeated += 1;
+            continue;
+        }
+        let domain = r.field("domain").unwrap_or_default();
+        for e in r.events() {
+            let a = &e["data"]["attributes"];
+            let meeting = a["meeting"]["external-meeting-id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let what = a["user"]["external-user-id"].as_str().map_or_else(
+                || e["data"]["id"].as_str().unwrap_or("").to_owned(),
+                String::from,
+            );
+            by_meeting
+                .entry(meeting)
+                .or_default()
+                .push((what, domain.clone()));
+        }
+    }
+    Arrivals {
+        by_meeting,
+        repeated,
+    }
+}
+
+/// A meeting's messages: created, then `users` joins (`<meeting>-e<n>`).
+fn meeting_messages(internal: &str, external: &str, users: usize) -> Vec<String> {
+    let mut m = vec![meeting_created(internal, external)];
+    for u in 0..users {
+        m.push(user_joined(
+            internal,
+            &format!("{internal}-u{u}"),
+            &format!("{external}-e{u}"),
+        ));
+    }
+    m
+}
+
+fn expected(external: &str, users: usize, domain: &str) -> Vec<(String, String)> {
+    let mut e = vec![("meeting-created".to_owned(), domain.to_owned())];
+    e.extend((0..users).map(|u| (format!("{external}-e{u}"), domain.to_owned())));
+    e
+}
+
+/// Two relay processes; one is killed (`kill -9`) or paused (`SIGSTOP` past its leases' life,
+/// then `SIGCONT`) while both servers' meetings stream in. The other carries on: every event
+/// arrives, in order per meeting, with its server's domain; repeats only of requests in flight,
+/// with their `webhook-id`; a paused relay that wakes up writes nothing twice.
+async fn relay_lost_midway(pause: bool) {
+    let redis = PrivateRedis::start();
+    let env = relay_env(&redis).with("hooks.maxInFlightPerHook", json!(4));
+    let dir = tempfile::tempdir().unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = Service::spawn(
+        &env.config_file(dir.path(), port_a),
+        port_a,
+        &[("LOG_LEVEL", "info")],
+        pause,
+    );
+    a.wait_ready().await;
+    let receiver = Receiver::start().await;
+    let hook = a.create_hook(&receiver.url("/all")).await;
+    // A holds both servers and the hook before B starts: what follows is a takeover.
+    let keys = ClusterKeys::new(DEFAULT_PREFIX);
+    let mut conn = env.redis().await;
+    for server in ["bbb1", "bbb2"] {
+        let _: () = conn.sadd(keys.servers(), server).await.unwrap();
+    }
+    let a_pid = format!(":{}:", a.child.id());
+    let mut leases = vec![keys.lease("ingest", "bbb1"), keys.lease("ingest", "bbb2")];
+    leases
+        .extend(bbb_webhooks::delivery::hook_units(&hook, 4).map(|unit| keys.lease("hook", &unit)));
+    let held_by_a = eventually(WAIT, || {
+        let (mut conn, leases, a_pid) = (conn.clone(), leases.clone(), a_pid.clone());
+        async move {
+            let owners: Vec<Option<String>> = conn.mget(&leases).await.unwrap();
+            owners
+                .iter()
+                .all(|o| o.as_deref().is_some_and(|o| o.contains(&a_pid)))
+        }
+    })
+    .await;
+    assert!(held_by_a, "A took every lease");
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = Service::spawn(&env.config_file(b_dir.path(), port_b), port_b, &[], false);
+    b.wait_ready().await;
+
+    let users = 60;
+    let servers = [("bbb1", "int-1", "ext-1"), ("bbb2", "int-2", "ext-2")];
+    let feed = async {
+        let messages: Vec<Vec<String>> = servers
+            .iter()
+            .map(|(_, i, e)| meeting_messages(i, e, users))
+            .collect();
+        for n in 0..=users {
+            for (s, (server, ..)) in servers.iter().enumerate() {
+                forward(&mut conn, server, &messages[s][n..n + 1]).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let pid = a.child.id().to_string();
+    let trouble = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if pause {
+            let _ = std::process::Command::new("kill")
+                .args(["-STOP", &pid])
+                .status();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &pid])
+                .status();
+            Some(a)
+        } else {
+            a.kill9();
+            None
+        }
+    };
+    let ((), survivor) = tokio::join!(feed, trouble);
+
+    let total = 2 * (users + 1);
+    let complete = eventually(Duration::from_secs(20), || async {
+        arrivals(&receiver.received_on("/all"))
+            .by_meeting
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            >= total
+    })
+    .await;
+    let got = arrivals(&receiver.received_on("/all"));
+    assert!(
+        complete,
+        "every event arrives: {:?}",
+        got.by_meeting.values().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert_eq!(got.by_meeting["ext-1"], expected("ext-1", users, "bbb1"));
+    assert_eq!(got.by_meeting["ext-2"], expected("ext-2", users, "bbb2"));
+    assert!(
+        got.repeated <= 8,
+        "repeats only of requests in flight: {}",
+        got.repeated
+    );
+    if let Some(a) = survivor {
+        // The paused relay woke up with leases it no longer holds: nothing more comes.
+        let before = receiver.received_on("/all").len();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(receiver.received_on("/all").len(), before);
+        let (status, out) = a.stop();
+        assert!(out.contains("lease lost to another instance"), "{out}");
+        assert!(status.success());
+    }
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_midway_is_taken_over() {
+    relay_lost_midway(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_relay_writes_nothing_after_its_leases_were_taken() {
+    relay_lost_midway(true).await;
+}
+
+/// The cluster Redis stops and comes back with what it acknowledged (a restart, or a Sentinel
+/// failover to a replica that has it): the relays reconnect, keep their leases or take them
+/// again, and deliver everything, once per `webhook-id`, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_survive_a_cluster_redis_restart() {
+    let redis = PrivateRedis::durable();
+    let env = relay_env(&redis);
+    let a = env.start().await;
+    let b = env.start().await;
+    let receiver = Receiver::start().await;
+    a.create_hook(&receiver.url("/all"), "").await;
+    let messages = meeting_messages("int-1", "ext-1", 30);
+    let mut conn = env.redis().await;
+    forward(&mut conn, "bbb1", &messages[..11]).await;
+    receiver.wait_for("/all", 11, WAIT).await;
+
+    redis.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.restart();
+    let mut conn = env.redis().await;
+    forward(&mut conn, "bbb1", &messages[11..]).await;
+
+    let complete = eventually(Duration::from_secs(20), || async {
+        arrivals(&receiver.received_on("/all"))
+            .by_meeting
+            .get("ext-1")
+            .map_or(0, Vec::len)
+            >= 31
+    })
+    .await;
+    let got = arrivals(&receiver.received_on("/all"));
+    assert!(complete, "{:?}", got.by_meeting);
+    assert_eq!(got.by_meeting["ext-1"], expected("ext-1", 30, "bbb1"));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// One hook's lanes are spread over the relays: the relay that took every part at first gives
+/// parts back until each holds its share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hooks_lanes_are_shared_by_the_relays() {
+    let redis = PrivateRedis::start();
+    let env = relay_env(&redis);
+    let a = env.start().await;
+    let receiver = Receiver::start().await;
+    let hook = a.create_hook(&receiver.url("/all"), "").await;
+    let b = env.start().await;
+    let keys = ClusterKeys::new(DEFAULT_PREFIX);
+    let units: Vec<String> = bbb_webhooks::delivery::hook_units(&hook, 4)
+        .map(|u| keys.lease("hook", &u))
+        .collect();
+    let conn = env.redis().await;
+    let shared = eventually(Duration::from_secs(30), || {
+        let (mut conn, units) = (conn.clone(), units.clone());
+        async move {
+            let owners: Vec<Option<String>> = conn.mget(&units).await.unwrap();
+            let distinct: std::collections::HashSet<_> = owners.iter().flatten().collect();
+            owners.iter().all(Option::is_some) && distinct.len() == 2
+        }
+    })
+    .await;
+    assert!(shared, "both relays deliver parts of the hook");
+
+    // Deliveries go on, in order per meeting, whichever relay holds which part.
+    let mut conn = env.redis().await;
+    for m in 0..8 {
+        let (int, ext) = (format!("int-{m}"), format!("ext-{m}"));
+        forward(&mut conn, "bbb1", &meeting_messages(&int, &ext, 5)).await;
+    }
+    receiver.wait_for("/all", 48, WAIT).await;
+    let got = arrivals(&receiver.received_on("/all"));
+    for m in 0..8 {
+        let ext = format!("ext-{m}");
+        assert_eq!(got.by_meeting[&ext], expected(&ext, 5, "bbb1"));
+    }
+    a.stop().await;
+    b.stop().await;
+}
