@@ -840,6 +840,17 @@ xapi:
         let loaded = load(&sources(&[], &good, &[])).unwrap();
         assert!(loaded.warnings().is_empty(), "{:?}", loaded.warnings());
         assert!(loaded.settings.xapi.namespace().is_ok());
+        let mut bad_endpoint = good.to_vec();
+        bad_endpoint.push(("XAPI_LRS_ENDPOINT", "lrs.example.com/xapi"));
+        let loaded = load(&sources(&[], &bad_endpoint, &[])).unwrap();
+        assert!(
+            loaded
+                .warnings()
+                .iter()
+                .any(|w| w.contains("xapi.lrs.endpoint")),
+            "{:?}",
+            loaded.warnings()
+        );
     }
 
     #[test]

@@ -619,12 +619,16 @@ impl XapiSettings {
             .endpoint
             .as_deref()
             .filter(|e| !e.trim().is_empty())
-            && let Err(e) = url::Url::parse(endpoint.trim())
         {
-            return Some(format!(
-                "xapi.lrs.endpoint {endpoint:?} is not a URL ({e}): xAPI output stays off \
-                 (the webhooks run as usual)"
-            ));
+            let usable = url::Url::parse(endpoint.trim())
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !usable {
+                let shown = super::redact_url(endpoint);
+                return Some(format!(
+                    "xapi.lrs.endpoint {shown:?} is not an absolute http(s) URL: xAPI output \
+                     stays off (the webhooks run as usual)"
+                ));
+            }
         }
         None
     }
