@@ -38,8 +38,6 @@ use crate::{input, redis_conn};
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
 /// How long an idle hook worker waits for a wake-up before it looks at its queue anyway.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
-/// Parts each hook's lanes are spread over: the most relays one hook's deliveries use.
-pub const DELIVERY_PARTS: u32 = 4;
 /// Wait before a server's session that ended while its lease is held is started again.
 const SESSION_RESTART: Duration = Duration::from_secs(1);
 

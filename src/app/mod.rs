@@ -328,6 +328,8 @@ async fn run_core(
         false => queue,
     };
     let owner = crate::lease::instance_id();
+    // 1 to 64, checked at load.
+    let delivery_parts = u32::try_from(settings.cluster.delivery_parts.get()).unwrap_or(64);
     let (hook_leaser, hook_leases) =
         cluster::leaser(&conn, &cluster_keys, "hook", &owner, &metrics);
     let pool = match DeliveryPool::new(
@@ -347,7 +349,7 @@ async fn run_core(
         }
     };
     let pool = match in_cluster {
-        true => pool.leased(hook_leases, cluster::DELIVERY_PARTS),
+        true => pool.leased(hook_leases, delivery_parts),
         false => pool,
     };
     pool.resume().await;
@@ -381,7 +383,7 @@ async fn run_core(
         let hooks_leasing = supervisor.critical(
             "hook leases",
             hook_leaser.run(
-                cluster::hooks(registry.clone(), cluster::DELIVERY_PARTS),
+                cluster::hooks(registry.clone(), delivery_parts),
                 leases_stop.clone(),
             ),
         );

@@ -10,6 +10,11 @@
 //! lost and duplicated deliveries, events out of order within their meeting, and the service's
 //! CPU time and peak RSS.
 //!
+//! In cluster mode (`--relays N`) the messages take the cluster's path instead: a forwarder
+//! (`forward`) sends them to ingest streams on the same Redis, and N relays (`serve` with
+//! `input.mode: cluster`) map and deliver them; CPU and peak RSS are then the sum over the
+//! forwarder and the relays.
+//!
 //! As a soak test it can also make the receiver fail every N-th request, run a Redis of its own
 //! (with an append-only file) and restart it every few seconds, and sample the service's RSS
 //! over time.
@@ -86,6 +91,9 @@ pub struct Args {
     /// growth of memory is the service's own.
     #[arg(long, default_value_t = 0)]
     user_pool: usize,
+    /// Measure a cluster: a forwarder and this many relays (0: one service, not a cluster).
+    #[arg(long, default_value_t = 0)]
+    relays: usize,
 }
 
 /// Prints the report; exit status 3 when deliveries were lost.
@@ -132,6 +140,13 @@ impl fmt::Display for BenchReport {
             Some(n) => format!("{n} (hook)"),
             None => o.multi_event.to_string(),
         };
+        if o.relays > 0 {
+            writeln!(
+                f,
+                "cluster: a forwarder and {} relays (CPU and peak RSS summed over them)",
+                o.relays
+            )?;
+        }
         writeln!(
             f,
             "| hooks | meetings | delay ms | multiEvent | rate | events | deliveries/s | p50 ms | p99 ms | max ms | lost | dup | reordered | CPU s | peak MiB |"
@@ -261,9 +276,8 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
     let redis_url = own_redis
         .as_ref()
         .map_or_else(|| redis.url.clone(), OwnRedis::url);
-    let config = dir.join("config.yml");
     let k = |s: &str| format!("{prefix}:{s}");
-    let tree = json!({
+    let mut tree = json!({
         "bbb": {"sharedSecret": secret, "serverDomain": "bench.local"},
         "redis": {"inboundChannels": [channel],
                   "keys": {"hooks": k("out:hooks"), "hookPrefix": k("out:hook"), "mappings": k("proc:mappings"),
@@ -273,29 +287,56 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
         "prometheus": {"enabled": true, "host": "127.0.0.1", "port": metrics_port},
         "hooks": {"multiEvent": options.multi_event, "ordering": options.ordering,
                   "queueSize": options.queue_size.unwrap_or(options.events + meetings).max(1)},
+        "cluster": {"prefix": k("cluster")},
         "log": {"level": "warn"}
     });
-    std::fs::write(&config, serde_json::to_string_pretty(&tree)?)?;
     let binary = std::env::current_exe()?;
-    let mut command = tokio::process::Command::new(&binary);
-    // The service under test reads its file and nothing else: none of the caller's settings
+    // The processes under test read their file and nothing else: none of the caller's settings
     // (a SHARED_SECRET would break the bench's own signing), except the Redis, passed in the
     // environment so that its password is written nowhere.
-    for variable in bbb_webhooks::config::variable_names() {
-        command.env_remove(variable);
-    }
-    let mut child = command
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_remove("BBB_WEBHOOKS_CONFIG")
-        .env("REDIS_URL", &redis_url)
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
-    let pid = child.id().context("the service has no pid")?;
-    let base = format!("http://127.0.0.1:{api_port}");
+    let start =
+        |name: &str, command: &str, tree: &Value| -> anyhow::Result<tokio::process::Child> {
+            let config = dir.join(format!("{name}.yml"));
+            std::fs::write(&config, serde_json::to_string_pretty(tree)?)?;
+            let mut c = tokio::process::Command::new(&binary);
+            for variable in bbb_webhooks::config::variable_names() {
+                c.env_remove(variable);
+            }
+            c.args([command, "--config"])
+                .arg(&config)
+                .env_remove("BBB_WEBHOOKS_CONFIG")
+                .env("REDIS_URL", &redis_url)
+                .env("FORWARD_TO", &redis_url)
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("cannot start {}", binary.display()))
+        };
     let http = reqwest::Client::new();
+    let mut children = Vec::new();
+    if options.relays == 0 {
+        children.push(start("config", "serve", &tree)?);
+    } else {
+        let forward_port = free_port()?;
+        let mut forwarder = tree.clone();
+        forwarder["forward"] = json!({"server": "bench.local", "port": forward_port});
+        children.push(start("forward", "forward", &forwarder)?);
+        wait_ready(&http, &format!("http://127.0.0.1:{forward_port}")).await?;
+        tree["input"] = json!({"mode": "cluster"});
+        for n in 0..options.relays {
+            if n > 0 {
+                tree["api"]["port"] = json!(free_port()?);
+                tree["prometheus"]["port"] = json!(free_port()?);
+            }
+            children.push(start(&format!("relay-{n}"), "serve", &tree)?);
+        }
+    }
+    let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
+    anyhow::ensure!(
+        pids.len() == children.len(),
+        "a process under test has no pid"
+    );
+    let base = format!("http://127.0.0.1:{api_port}");
     wait_ready(&http, &base).await?;
     let admin = super::hooks::AdminClient::at(&base, &secret);
     for i in 0..options.hooks {
@@ -314,11 +355,11 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
     let messages = workload(options.events, meetings, options.user_pool);
     let client = redis::Client::open(redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
     let started = Instant::now();
     let sampler = (options.sample_every > 0).then(|| {
         tokio::spawn(sample(
-            pid,
+            pids[pids.len() - 1],
             receipts.clone(),
             Duration::from_secs(options.sample_every),
         ))
@@ -364,8 +405,8 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
     }
     // Late duplicates (retries of requests that timed out) would come within a few seconds.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let cpu = cpu_seconds(pid) - cpu_before;
-    let peak = peak_rss_mib(pid);
+    let cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
+    let peak = pids.iter().map(|&p| peak_rss_mib(p)).sum();
     let crash_window = match http
         .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
         .send()
@@ -374,11 +415,13 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
         Ok(r) => crash_window(&r.text().await.unwrap_or_default()),
         Err(_) => None,
     };
-    let _ = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    for (pid, mut child) in pids.iter().zip(children) {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    }
     receiver.abort();
     if let Some(s) = sampler {
         s.abort();
@@ -391,6 +434,12 @@ async fn measure(options: Args, redis: ToolRedis) -> anyhow::Result<BenchReport>
     let mut report = analyse(options, receipts, &published, started, cpu, peak);
     report.crash_window_ms = crash_window;
     Ok(report)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {

@@ -170,12 +170,17 @@ impl RedisSettings {
 pub struct ClusterSettings {
     /// Prefix of every key on the cluster Redis (and of the forwarder's local buffer).
     pub prefix: String,
+    /// A relay's: how many parts each hook's lanes are spread over (each a lease, so the most
+    /// relays one hook's deliveries go through). The same on every relay.
+    #[serde(with = "at_least_one")]
+    pub delivery_parts: NonZeroUsize,
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             prefix: crate::cluster::DEFAULT_PREFIX.into(),
+            delivery_parts: NonZeroUsize::new(4).expect("not zero"),
         }
     }
 }

@@ -36,6 +36,12 @@ pub(super) fn validate(config: &LoadedConfig, need_secret: bool) -> Result<(), C
             "must name at least one channel".into(),
         ));
     }
+    if s.cluster.delivery_parts.get() > 64 {
+        return Err(fail(
+            "cluster.deliveryParts",
+            "must be 1 to 64 (each part is a lease and a reader of the hook's whole queue)".into(),
+        ));
+    }
     if s.api.bind.trim().is_empty() {
         return Err(fail("api.bind", "must be an address to listen on".into()));
     }

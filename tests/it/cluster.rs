@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bbb_webhooks::cluster::{ClusterKeys, DEFAULT_PREFIX, IdClock, IngestEntry};
 use redis::AsyncCommands;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::private_redis::PrivateRedis;
@@ -222,7 +222,55 @@ pub struct Arrivals {
     pub repeated: usize,
 }
 
-pub fn arrivals(received: &[Received]) -> Arrivals {
+/// What identifies an event in the small tests: the user's external id, or the event's id.
+fn short_key(e: &Value) -> String {
+    e["data"]["attributes"]["user"]["external-user-id"]
+        .as_str()
+        .map_or_else(
+            || e["data"]["id"].as_str().unwrap_or("").to_owned(),
+            String::from,
+        )
+}
+
+/// What identifies an event in a long run: its id, time and user.
+fn full_key(e: &Value) -> String {
+    format!(
+        "{} {} {}",
+        e["data"]["id"].as_str().unwrap_or(""),
+        e["data"]["event"]["ts"],
+        e["data"]["attributes"]["user"]["external-user-id"]
+            .as_str()
+            .unwrap_or("")
+    )
+}
+
+fn meeting_of(e: &Value) -> String {
+    e["data"]["attributes"]["meeting"]["external-meeting-id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The lane an event travels in (its server and meeting): order holds within it.
+fn lane_of(e: &Value, server: &str) -> String {
+    let m = &e["data"]["attributes"]["meeting"];
+    let id = m["internal-meeting-id"]
+        .as_str()
+        .or(m["external-meeting-id"].as_str())
+        .unwrap_or("");
+    format!("{server} {id}")
+}
+
+pub fn arrivals(received: &[Received], key: fn(&Value) -> String) -> Arrivals {
+    arrivals_by(received, key, |e, _| meeting_of(e))
+}
+
+/// [`arrivals`] grouped by `group` (of the event and the callback's `domain`).
+pub fn arrivals_by(
+    received: &[Received],
+    key: fn(&Value) -> String,
+    group: fn(&Value, &str) -> String,
+) -> Arrivals {
     let mut seen = std::collections::HashSet::new();
     let mut by_meeting: std::collections::BTreeMap<String, Vec<(String, String)>> =
         Default::default();
@@ -237,19 +285,10 @@ pub fn arrivals(received: &[Received]) -> Arrivals {
         }
         let domain = r.field("domain").unwrap_or_default();
         for e in r.events() {
-            let a = &e["data"]["attributes"];
-            let meeting = a["meeting"]["external-meeting-id"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            let what = a["user"]["external-user-id"].as_str().map_or_else(
-                || e["data"]["id"].as_str().unwrap_or("").to_owned(),
-                String::from,
-            );
             by_meeting
-                .entry(meeting)
+                .entry(group(&e, &domain))
                 .or_default()
-                .push((what, domain.clone()));
+                .push((key(&e), domain.clone()));
         }
     }
     Arrivals {
@@ -355,7 +394,7 @@ async fn relay_lost_midway(pause: bool) {
 
     let total = 2 * (users + 1);
     let complete = eventually(Duration::from_secs(20), || async {
-        arrivals(&receiver.received_on("/all"))
+        arrivals(&receiver.received_on("/all"), short_key)
             .by_meeting
             .values()
             .map(Vec::len)
@@ -363,7 +402,7 @@ async fn relay_lost_midway(pause: bool) {
             >= total
     })
     .await;
-    let got = arrivals(&receiver.received_on("/all"));
+    let got = arrivals(&receiver.received_on("/all"), short_key);
     assert!(
         complete,
         "every event arrives: {:?}",
@@ -421,14 +460,14 @@ async fn relays_survive_a_cluster_redis_restart() {
     forward(&mut conn, "bbb1", &messages[11..]).await;
 
     let complete = eventually(Duration::from_secs(20), || async {
-        arrivals(&receiver.received_on("/all"))
+        arrivals(&receiver.received_on("/all"), short_key)
             .by_meeting
             .get("ext-1")
             .map_or(0, Vec::len)
             >= 31
     })
     .await;
-    let got = arrivals(&receiver.received_on("/all"));
+    let got = arrivals(&receiver.received_on("/all"), short_key);
     assert!(complete, "{:?}", got.by_meeting);
     assert_eq!(got.by_meeting["ext-1"], expected("ext-1", 30, "bbb1"));
     a.stop().await;
@@ -468,11 +507,203 @@ async fn a_hooks_lanes_are_shared_by_the_relays() {
         forward(&mut conn, "bbb1", &meeting_messages(&int, &ext, 5)).await;
     }
     receiver.wait_for("/all", 48, WAIT).await;
-    let got = arrivals(&receiver.received_on("/all"));
+    let got = arrivals(&receiver.received_on("/all"), short_key);
     for m in 0..8 {
         let ext = format!("ext-{m}");
         assert_eq!(got.by_meeting[&ext], expected(&ext, 5, "bbb1"));
     }
     a.stop().await;
     b.stop().await;
+}
+
+/// Every event the relays should deliver, per meeting, in order, with its server: the servers'
+/// ingest streams as the cluster Redis holds them, mapped from the start with a fresh state per
+/// server (what one relay that never stopped would have delivered).
+async fn expected_from_ingest(
+    conn: &mut redis::aio::MultiplexedConnection,
+    servers: &[&str],
+) -> std::collections::BTreeMap<String, Vec<(String, String)>> {
+    let keys = ClusterKeys::new(DEFAULT_PREFIX);
+    let mut out: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+    for server in servers {
+        let mut mapper = bbb_webhooks::mapping::Mapper::default();
+        let reply: redis::streams::StreamRangeReply =
+            conn.xrange_all(keys.ingest(server)).await.unwrap();
+        for entry in reply.ids {
+            let fields: Vec<(String, redis::Value)> = entry.map.into_iter().collect();
+            let e = IngestEntry::from_stream(entry.id, &fields).unwrap();
+            for event in mapper.map(&e.message, e.received_at).unwrap_or_default() {
+                let v: Value = serde_json::from_str(event.payload(false)).unwrap();
+                out.entry(lane_of(&v, server))
+                    .or_default()
+                    .push((full_key(&v), server.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The acceptance run, with real processes on loopback: two BigBlueButton servers (two
+/// redis-servers, `bbb-webhooks simulate` publishing on each at about 100 messages/s for 20 s,
+/// a forwarder on each), one cluster Redis (durable), two relays. A global and a meeting-scoped
+/// hook are registered on relay A and listed on relay B. During the traffic relay A is killed
+/// (`kill -9`) and the cluster Redis is stopped for 5 s (the forwarders buffer). Every event
+/// arrives, none out of order within its meeting, repeats only of requests in flight (same
+/// `webhook-id`), `domain` names the right server; relay B alone carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_two_servers_two_relays() {
+    let servers = [
+        ("bbb1.example.com", PrivateRedis::start()),
+        ("bbb2.example.com", PrivateRedis::start()),
+    ];
+    let cluster = PrivateRedis::durable();
+    let dir = tempfile::tempdir().unwrap();
+    let mut forwarders = Vec::new();
+    for (n, (name, redis)) in servers.iter().enumerate() {
+        let port = free_port();
+        let file = dir.path().join(format!("forward-{n}.yml"));
+        std::fs::write(
+            &file,
+            format!(
+                "redis:\n  url: {}\nforward:\n  to: {}\n  server: {name}\n  port: {port}\n",
+                redis.url(),
+                cluster.url()
+            ),
+        )
+        .unwrap();
+        let f = Service::spawn_command("forward", &file, port, &[], false);
+        f.wait_ready().await;
+        forwarders.push(f);
+    }
+    let env = relay_env(&cluster);
+    let mut relays = Vec::new();
+    for n in 0..2 {
+        let port = free_port();
+        let sub = dir.path().join(format!("relay-{n}"));
+        std::fs::create_dir(&sub).unwrap();
+        let relay = Service::spawn(&env.config_file(&sub, port), port, &[], false);
+        relay.wait_ready().await;
+        relays.push(relay);
+    }
+    let receiver = Receiver::start().await;
+    let global = relays[0].create_hook(&receiver.url("/all")).await;
+    let scoped = relays[0]
+        .create_hook_with(&receiver.url("/scoped"), "&meetingID=ext-scoped")
+        .await;
+    let listed = hook_ids(&relays[1].api("list", "").await);
+    assert!(
+        listed.contains(&global) && listed.contains(&scoped),
+        "{listed:?}"
+    );
+
+    // Traffic: a simulated class after another on each server, 10 ms apart (about 2,000
+    // messages each), and a meeting of known id on the second server for the scoped hook.
+    let simulators: Vec<std::process::Child> = servers
+        .iter()
+        .map(|(_, redis)| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
+                .args(["simulate", "--redis-url", &redis.url()])
+                .args(["--meetings", "25", "--users", "10", "--pace-ms", "10"])
+                .env_remove("RUST_LOG")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("simulate starts")
+        })
+        .collect();
+    let scoped_meeting = async {
+        let mut conn = redis::Client::open(servers[1].1.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        for m in meeting_messages("int-scoped", "ext-scoped", 80) {
+            let _: i64 = conn
+                .publish("from-akka-apps-redis-channel", m)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let a = relays.remove(0);
+    let trouble = async {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        a.kill9();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        cluster.stop();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        cluster.restart();
+    };
+    tokio::join!(scoped_meeting, trouble);
+    for mut s in simulators {
+        let status = tokio::task::spawn_blocking(move || s.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success(), "simulate ran to its end");
+    }
+
+    // Everything the servers published is in the cluster (the forwarders' buffers drained).
+    let mut conn = env.redis().await;
+    let names: Vec<&str> = servers.iter().map(|(n, _)| *n).collect();
+    let drained = eventually(Duration::from_secs(30), || async {
+        let mut c = env.redis().await;
+        let mut total = 0;
+        for name in &names {
+            let n: usize = c
+                .xlen(ClusterKeys::new(DEFAULT_PREFIX).ingest(name))
+                .await
+                .unwrap_or(0);
+            total += n;
+        }
+        total >= 2 * 25 * 80 + 81
+    })
+    .await;
+    assert!(drained, "every published message reached the cluster Redis");
+    let expected = expected_from_ingest(&mut conn, &names).await;
+    let total: usize = expected.values().map(Vec::len).sum();
+    let complete = eventually(Duration::from_secs(60), || async {
+        arrivals_by(&receiver.received_on("/all"), full_key, lane_of)
+            .by_meeting
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            >= total
+    })
+    .await;
+    let got = arrivals_by(&receiver.received_on("/all"), full_key, lane_of);
+    assert!(
+        complete,
+        "every event arrives: {} of {total}",
+        got.by_meeting.values().map(Vec::len).sum::<usize>()
+    );
+    assert_eq!(got.by_meeting.len(), expected.len(), "every meeting");
+    for (meeting, events) in &expected {
+        assert_eq!(
+            &got.by_meeting[meeting], events,
+            "{meeting}: all, in order, right domain"
+        );
+    }
+    eprintln!(
+        "acceptance: {total} events in {} lanes delivered to the global hook, {} repeated requests",
+        expected.len(),
+        got.repeated
+    );
+    assert!(
+        got.repeated <= 64,
+        "repeats only of requests in flight: {}",
+        got.repeated
+    );
+    let scoped_got = arrivals_by(&receiver.received_on("/scoped"), full_key, lane_of);
+    let lane = "bbb2.example.com int-scoped";
+    assert_eq!(
+        scoped_got.by_meeting.keys().collect::<Vec<_>>(),
+        [lane],
+        "the scoped hook gets its meeting only"
+    );
+    assert_eq!(scoped_got.by_meeting[lane], expected[lane]);
+
+    // Relay B alone carried on, and still answers.
+    let listed = hook_ids(&relays[0].api("list", "").await);
+    assert!(listed.contains(&global), "{listed:?}");
+    drop(forwarders);
 }

@@ -641,6 +641,17 @@ impl Service {
         envs: &[(&str, &str)],
         capture: bool,
     ) -> Service {
+        Service::spawn_command("serve", config, port, envs, capture)
+    }
+
+    /// Another long-running subcommand (`forward`), answering `/ready` on `port`.
+    pub fn spawn_command(
+        command: &str,
+        config: &std::path::Path,
+        port: u16,
+        envs: &[(&str, &str)],
+        capture: bool,
+    ) -> Service {
         use std::process::Stdio;
         let output = || {
             if capture {
@@ -650,7 +661,7 @@ impl Service {
             }
         };
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_bbb-webhooks"))
-            .args(["serve", "--config"])
+            .args([command, "--config"])
             .arg(config)
             .env("LOG_LEVEL", "warn")
             .env_remove("SHARED_SECRET")
@@ -691,7 +702,32 @@ impl Service {
 
     /// Registers a hook through the signed API; returns its id.
     pub async fn create_hook(&self, url: &str) -> String {
-        let query = format!("callbackURL={}", encode(url));
+        self.create_hook_with(url, "").await
+    }
+
+    /// A signed hooks API call (sha1); returns the body.
+    pub async fn api(&self, call: &str, query: &str) -> String {
+        let c = bbb_webhooks::api::checksum::sign(
+            &format!("hooks/{call}"),
+            query,
+            SECRET,
+            ChecksumAlgorithm::Sha1,
+        );
+        let sep = if query.is_empty() { "" } else { "&" };
+        reqwest::get(format!(
+            "{}/bigbluebutton/api/hooks/{call}?{query}{sep}checksum={c}",
+            self.base
+        ))
+        .await
+        .expect("API answers")
+        .text()
+        .await
+        .expect("a body")
+    }
+
+    /// [`Service::create_hook`] with more query parameters (`&meetingID=…`).
+    pub async fn create_hook_with(&self, url: &str, extra: &str) -> String {
+        let query = format!("callbackURL={}{extra}", encode(url));
         let c = bbb_webhooks::api::checksum::sign(
             "hooks/create",
             &query,

@@ -219,6 +219,10 @@ async fn kill_9_in_the_middle_of_a_meeting_loses_nothing_and_keeps_its_ids() {
     .await;
     assert!(queued, "the first half's statements wait in Redis");
     service.kill9();
+    // A request the killed process had sent may still be on its way into the stand-in: let it
+    // land (and be refused) before the LRS comes back, or it would count as accepted though the
+    // dead process never learnt it (a legitimate duplicate, but not what this test counts).
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // Every request so far was refused; from here on the LRS takes them.
     let ok_from = lrs.received().len();
     up.store(true, Ordering::SeqCst);
