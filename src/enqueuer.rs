@@ -2,7 +2,9 @@
 //! ([`crate::mapping`] with the [`crate::state`]), routes the events to hooks
 //! ([`crate::routing`]) and appends each delivery to its hook's queue, together with the state
 //! changes, in one Redis round trip per batch. Only then does it tell the queue, which wakes the
-//! readers. It does not deliver, and knows nothing of who reads the queues.
+//! readers. It does not deliver, and knows nothing of who reads the queues. With xAPI on, every
+//! event also goes to [`crate::xapi`]; its statements (one queue per LRS) and meeting state join
+//! the same MULTI, so they are as durable as the deliveries of the same messages.
 //!
 //! Messages are taken in batches (whatever arrived while the previous batch was written), so
 //! throughput grows with load while each message still waits at most one round trip. A batch that
