@@ -2,7 +2,9 @@
 //! ([`crate::mapping`] with the [`crate::state`]), routes the events to hooks
 //! ([`crate::routing`]) and appends each delivery to its hook's queue, together with the state
 //! changes, in one Redis round trip per batch. Only then does it tell the queue, which wakes the
-//! readers. It does not deliver, and knows nothing of who reads the queues.
+//! readers. It does not deliver, and knows nothing of who reads the queues. With xAPI on, every
+//! event also goes to [`crate::xapi`]; its statements (one queue per LRS) and meeting state join
+//! the same MULTI, so they are as durable as the deliveries of the same messages.
 //!
 //! Messages are taken in batches (whatever arrived while the previous batch was written), so
 //! throughput grows with load while each message still waits at most one round trip. A batch that
@@ -48,6 +50,7 @@ use crate::metrics::Metrics;
 use crate::queue::{Append, Appends, DeliveryQueue};
 use crate::routing::{Filters, route};
 use crate::state::{Change, State, StateStore};
+use crate::xapi::{Batch as XapiBatch, Xapi};
 
 /// Most messages taken into one batch.
 const BATCH: usize = 1024;
@@ -69,6 +72,8 @@ pub struct Parts {
     pub readiness: Readiness,
     /// Changes each time Redis is found to have lost its data.
     pub data_lost: watch::Receiver<u64>,
+    /// xAPI statements, when enabled: made beside routing, written in the same MULTI.
+    pub xapi: Option<Xapi>,
     /// In a cluster: the server whose stream this enqueuer maps, under a lease.
     pub source: Option<Source>,
 }
@@ -102,6 +107,7 @@ pub struct Enqueuer {
     grace: Duration,
     /// Asks bbb-web about meetings the state does not know; `None` when turned off.
     lookup: Option<MeetingLookup>,
+    xapi: Option<Xapi>,
     source: Option<Source>,
 }
 
@@ -120,6 +126,7 @@ impl Enqueuer {
             metrics,
             readiness,
             data_lost,
+            xapi,
             source,
         } = parts;
         let filters = Filters::new(
@@ -152,6 +159,7 @@ impl Enqueuer {
             stop,
             grace,
             lookup,
+            xapi,
             source,
         }
     }
@@ -227,12 +235,17 @@ impl Enqueuer {
                 for (hook, _) in route(&event, &hooks, &self.filters) {
                     deliveries.push((index, hook.clone()));
                 }
+                if let Some(xapi) = self.xapi.as_mut() {
+                    xapi.process(&event);
+                }
                 events.push(event);
             }
         }
         let changes = self.mapper.state.take_journal();
+        let xapi = self.xapi.as_mut().map(Xapi::take_batch).unwrap_or_default();
         let position = batch.iter().rev().find_map(|m| m.position.as_deref());
-        self.write(&events, &deliveries, &changes, position).await?;
+        self.write(&events, &deliveries, &changes, position, &xapi)
+            .await?;
         if let Some(oldest) = batch.iter().map(|m| m.received_at).min() {
             let waited = crate::time::now_ms().saturating_sub(oldest);
             m.enqueue_latency.observe(waited as f64 / 1000.0);
@@ -322,8 +335,9 @@ impl Enqueuer {
         deliveries: &[(usize, Arc<Hook>)],
         changes: &[Change],
         position: Option<&str>,
+        xapi: &XapiBatch,
     ) -> Result<(), FenceError> {
-        if deliveries.is_empty() && changes.is_empty() && position.is_none() {
+        if deliveries.is_empty() && changes.is_empty() && position.is_none() && xapi.is_empty() {
             return Ok(());
         }
         let domain = self.source.as_ref().map(|s| s.server.as_str());
@@ -353,11 +367,26 @@ impl Enqueuer {
                     },
                 );
             }
+            // An LRS's statements are queued like a hook's deliveries (see crate::xapi).
+            for s in &xapi.statements {
+                appends.push(
+                    &s.queue,
+                    Append {
+                        lane: &s.lane,
+                        event: s.event,
+                        payload: &s.json,
+                        domain: None,
+                    },
+                );
+            }
             let mut pipe = redis::pipe();
             pipe.atomic();
             self.queue.append(&mut pipe, &appends);
             self.store
                 .append_changes(&mut pipe, &self.mapper.state, changes);
+            if let Some(x) = &self.xapi {
+                x.append(xapi, &mut pipe);
+            }
             if let (Some(source), Some(position)) = (&self.source, position) {
                 pipe.hset(&source.position_key, &source.server, position)
                     .ignore();
@@ -388,6 +417,9 @@ impl Enqueuer {
                     // Under the gate still: a hook deleted right after keeps no depth behind.
                     self.queue.appended(&appends, &lengths);
                     drop(gate);
+                    if let Some(x) = &self.xapi {
+                        x.written(xapi);
+                    }
                     if failing_since.is_some() {
                         self.metrics
                             .redis_reconnects
@@ -432,6 +464,9 @@ impl Enqueuer {
         let mut pipe = redis::pipe();
         self.store
             .append_changes(&mut pipe, &self.mapper.state, &everything);
+        if let Some(xapi) = &self.xapi {
+            xapi.rewrite(&mut pipe);
+        }
         let mut conn = self.queue.connection();
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             tracing::warn!(error = %e, "cannot rewrite the mappings yet; trying again shortly");
@@ -461,6 +496,10 @@ impl Enqueuer {
             .expire(now, self.settings.mappings.timeout);
         if expired > 0 {
             tracing::info!(meetings = expired, "forgot inactive meetings");
+        }
+        if let Some(xapi) = self.xapi.as_mut() {
+            let timeout = self.settings.mappings.timeout.as_millis() as u64;
+            xapi.expire(now, timeout);
         }
         self.store_activity(ACTIVITY_STEP_MS).await;
     }

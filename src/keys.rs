@@ -12,6 +12,11 @@
 //! | a hook's retry state (failures, failed requests) | `<ownPrefix>:attempt:<hookId>` | HASH | no |
 //! | hooks destroyed whose queue may still exist (proof for deleting it) | `<ownPrefix>:destroyed` | SET | no |
 //! | this Redis's epoch: written at start, missing once Redis lost its data | `<ownPrefix>:epoch` | STRING | no |
+//! | an LRS's pending xAPI statements (a queue like a hook's, "hook id" `xapi:<lrsId>`) | `<ownPrefix>:queue:xapi:<lrsId>` | STREAM | no |
+//! | an LRS's retry state | `<ownPrefix>:attempt:xapi:<lrsId>` | HASH | no |
+//! | every LRS statements were queued for: endpoint and credentials (JSON), by lrsId | `<ownPrefix>:xapi:lrs` | HASH | no |
+//! | running meetings' xAPI state (ids, name, LRS, users, polls) | `<ownPrefix>:xapi:meeting:<internalMeetingId>` | HASH | no |
+//! | the meetings that have such a state | `<ownPrefix>:xapi:meetings` | SET | no |
 //!
 //! In a cluster, the mappings are kept per server under the cluster's prefix
 //! ([`Keys::with_state_scope`]); the cluster's own keys are listed in [`crate::cluster`].
@@ -20,6 +25,10 @@
 //! `bigbluebutton:webhooks:events:<id>` lists. Tests give every key a prefix of their own.
 
 use crate::config::RedisKeySettings;
+
+/// The queue name ("hook id" for [`crate::queue`]) of an LRS is this followed by its lrsId:
+/// hook ids are UUIDs or small numbers, so the two never meet.
+pub const XAPI_QUEUE_PREFIX: &str = "xapi:";
 
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -78,10 +87,29 @@ impl Keys {
         format!("{}:queue:*", self.names.own_prefix)
     }
 
-    /// The hook id inside a queue key.
+    /// The hook id inside a queue key (`None` for an LRS's queue: it has no hook).
     pub fn hook_of_queue<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix(&self.names.own_prefix)?
             .strip_prefix(":queue:")
+            .filter(|id| !id.starts_with(XAPI_QUEUE_PREFIX))
+    }
+
+    /// Every LRS's endpoint and credentials, by lrsId.
+    pub fn xapi_lrs(&self) -> String {
+        format!("{}:xapi:lrs", self.names.own_prefix)
+    }
+
+    /// The meetings that have an xAPI state.
+    pub fn xapi_meetings(&self) -> String {
+        format!("{}:xapi:meetings", self.names.own_prefix)
+    }
+
+    /// One meeting's xAPI state.
+    pub fn xapi_meeting(&self, internal_meeting_id: &str) -> String {
+        format!(
+            "{}:xapi:meeting:{internal_meeting_id}",
+            self.names.own_prefix
+        )
     }
 
     pub fn attempt(&self, hook_id: &str) -> String {
@@ -110,6 +138,11 @@ mod tests {
         let q = k.queue("h1");
         assert_eq!(q, "bigbluebutton:webhooks:rs:queue:h1");
         assert_eq!(k.hook_of_queue(&q), Some("h1"));
+        assert_eq!(k.hook_of_queue(&k.queue("xapi:0a1b")), None);
+        assert_eq!(
+            k.xapi_meeting("m-1"),
+            "bigbluebutton:webhooks:rs:xapi:meeting:m-1"
+        );
         let scoped = k.with_state_scope("c:state:bbb1");
         assert_eq!(scoped.meeting("m"), "c:state:bbb1:mapping:m");
         assert_eq!(scoped.users(), "c:state:bbb1:userMaps");

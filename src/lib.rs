@@ -29,6 +29,8 @@
 //! * [`app`] wires it together, supervises the tasks and owns start-up and shutdown order.
 //! * [`checksum`] is the checksum maths the API, delivery and the configuration share.
 //! * [`bbb_web`] asks bbb-web about meetings the service missed, for the enqueuer.
+//! * [`xapi`] turns events into xAPI statements for a Learning Record Store, beside routing;
+//!   they are queued like deliveries, one queue per LRS ([`lrs`]: endpoint, credentials).
 //! * [`cluster`] names the cluster Redis's keys and the format forwarders and relays share;
 //!   [`lease`] is how relays share servers and hooks (leases with fencing tokens).
 //! * [`forward`] is `bbb-webhooks forward`: a server's channels to its cluster ingest stream,
@@ -56,6 +58,7 @@ pub mod input;
 pub mod keys;
 pub mod lease;
 pub mod logging;
+pub mod lrs;
 pub mod mapping;
 pub mod metrics;
 pub mod queue;
@@ -65,6 +68,7 @@ pub mod routing;
 pub mod state;
 pub mod time;
 pub mod tls;
+pub mod xapi;
 
 /// The version reported in `User-Agent` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub redis_data_lost: IntCounter,
     pub api_checksum_failures: IntCounter,
     pub meeting_lookups: IntCounterVec,
+    pub xapi_statements_queued: IntCounterVec,
+    pub xapi_statements_skipped: IntCounterVec,
+    pub xapi_statements_sent: IntCounterVec,
+    pub xapi_statements_failed: IntCounterVec,
     // --- a relay's, in a cluster ---
     pub cluster_leases: IntGaugeVec,
     pub cluster_entries_read: IntCounterVec,
@@ -247,6 +251,26 @@ impl Metrics {
                 "bbb_webhooks_meeting_lookups_total",
                 "Meetings unknown to the service asked about at bbb-web (found, not_found), or not (failed: bbb-web did not answer; skipped: it failed lately)",
                 &["result"],
+            ),
+            xapi_statements_queued: r.counter_vec(
+                "bbb_webhooks_xapi_statements_queued_total",
+                "xAPI statements written to an LRS's queue (its depth: bbb_webhooks_queue_depth{hook=\"xapi:<lrs>\"})",
+                &["lrs"],
+            ),
+            xapi_statements_skipped: r.counter_vec(
+                "bbb_webhooks_xapi_statements_skipped_total",
+                "Events that would make an xAPI statement but do not, by reason",
+                &["reason"],
+            ),
+            xapi_statements_sent: r.counter_vec(
+                "bbb_webhooks_xapi_statements_sent_total",
+                "xAPI statements the LRS accepted",
+                &["lrs"],
+            ),
+            xapi_statements_failed: r.counter_vec(
+                "bbb_webhooks_xapi_statements_failed_total",
+                "Failed attempts to send an xAPI statement (retried), and statements the LRS rejected (reason rejected_<status>: dropped)",
+                &["lrs", "reason"],
             ),
             cluster_leases: r.gauge_vec(
                 "bbb_webhooks_cluster_leases",

@@ -191,6 +191,8 @@ impl Sessions {
                     lease,
                     conn,
                 }),
+                // xAPI is not wired on relays yet (app::run_core says so at start).
+                xapi: None,
             },
             self.shutdown.clone(),
             self.grace,

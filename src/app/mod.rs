@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiContext};
 use crate::config::{InputMode, LoadedConfig, Settings};
 use crate::delivery::DeliveryPool;
+use crate::delivery::xapi::XapiPool;
 use crate::enqueuer::{self, Enqueuer};
 use crate::health::Readiness;
 use crate::hooks::{HookRegistry, HookStore};
@@ -40,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
 use crate::redis_watch::{self, RedisWatch};
 use crate::state::StateStore;
+use crate::xapi::Xapi;
 use crate::{input, redis_conn};
 
 /// How long in-flight callbacks may run on at shutdown, by default.
@@ -358,6 +360,22 @@ async fn run_core(
     );
     supervisor.critical("delivery supervisor", pool.supervise());
     set_module_status(&metrics, "../out/webhooks/index.js", "out", true);
+    let xapi = match in_cluster {
+        // A relay maps many servers' streams in sessions of their own: xAPI is not wired there.
+        true => {
+            if settings.xapi.enabled {
+                tracing::error!(
+                    "xAPI output is not available on a cluster's relays yet: it stays off (the webhooks run as usual)"
+                );
+                set_module_status(&metrics, "../out/xapi/index.js", "out", false);
+            }
+            Some((None, None))
+        }
+        false => start_xapi(&settings, &keys, &conn, &queue, &supervisor, &metrics).await,
+    };
+    let Some((xapi, xapi_pool)) = xapi else {
+        return;
+    };
 
     if in_cluster {
         tracing::info!(instance = %owner, prefix = %cluster_prefix(&settings), "relay in a cluster: reading the servers' ingest streams");
@@ -452,6 +470,7 @@ async fn run_core(
                 readiness: ctx.readiness.clone(),
                 data_lost: data_lost_rx,
                 source: None,
+                xapi,
             },
             shutdown.clone(),
             grace,
@@ -464,11 +483,68 @@ async fn run_core(
         // The subscriber dropped its sender: the enqueuer writes what it has, then returns.
         let _ = enqueuing.await;
         pool.stop(grace).await;
+        if let Some(xapi_pool) = xapi_pool {
+            xapi_pool.stop(grace).await;
+        }
     }
     // Every worker has stopped: the acknowledger writes the last acknowledgements and returns.
     acks_stop.cancel();
     let _ = acknowledging.await;
     tracing::info!("stopped; undelivered events stay queued in Redis");
+}
+
+/// The xAPI output, when enabled and usable: its processing side for the enqueuer (the running
+/// meetings' contexts read from Redis) and its LRS workers, started. A configuration that
+/// cannot work turns xAPI off with an error; the webhooks run as usual. `None` when stopping.
+#[allow(clippy::type_complexity)]
+async fn start_xapi(
+    settings: &Settings,
+    keys: &Keys,
+    conn: &redis::aio::ConnectionManager,
+    queue: &DeliveryQueue,
+    supervisor: &Supervisor,
+    metrics: &Arc<Metrics>,
+) -> Option<(Option<Xapi>, Option<Arc<XapiPool>>)> {
+    const MODULE: &str = "../out/xapi/index.js";
+    let lrs_added = Arc::new(tokio::sync::Notify::new());
+    let mut xapi = match Xapi::new(settings, keys.clone(), metrics.clone(), lrs_added.clone()) {
+        Ok(None) => return Some((None, None)),
+        Ok(Some(x)) => x,
+        Err(problem) => {
+            tracing::error!(problem = %problem, "xAPI output is enabled but cannot run: it stays off");
+            set_module_status(metrics, MODULE, "out", false);
+            return Some((None, None));
+        }
+    };
+    let loaded = retry_until_ok(&supervisor.shutdown, "load the xAPI meeting states", || {
+        Xapi::load(conn.clone(), keys.clone())
+    })
+    .await?;
+    let meetings = xapi.resume(loaded);
+    let pool = match XapiPool::new(
+        settings,
+        queue.clone(),
+        keys.clone(),
+        metrics.clone(),
+        supervisor.tracker.clone(),
+        lrs_added,
+    ) {
+        Ok(pool) => Arc::new(pool),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the LRS client: xAPI output stays off");
+            set_module_status(metrics, MODULE, "out", false);
+            return Some((None, None));
+        }
+    };
+    supervisor.critical("xAPI delivery supervisor", pool.clone().supervise());
+    set_module_status(metrics, MODULE, "out", true);
+    let default = xapi.default_lrs().map(|l| l.host());
+    tracing::info!(
+        default_lrs = default.as_deref().unwrap_or("none"),
+        running_meetings = meetings,
+        "xAPI statements are on"
+    );
+    Some((Some(xapi), Some(pool)))
 }
 
 /// The prefix of the cluster's keys (`cluster.prefix`).

@@ -3,7 +3,10 @@
 //! receiver that verifies each callback's checksum and prints each event, registers a hook for
 //! it, and publishes a simulated meeting. Needs only a Redis.
 //!
-//! It owns the subcommand's arguments, the receiver and the printout. The service is the
+//! With `--xapi`, xAPI output is on too, towards a local LRS stand-in that prints each
+//! statement (verb, actor, object) and counts them: what an integrator would see in an LRS.
+//!
+//! It owns the subcommand's arguments, the receiver, the LRS stand-in and the printout. The service is the
 //! library's ([`bbb_webhooks::app`]), the meeting is `simulate`'s and the hook is registered
 //! through `hooks`' client, as any integrator would.
 
@@ -37,6 +40,45 @@ pub struct Args {
     /// Message shapes of this BigBlueButton generation.
     #[arg(long, value_enum, default_value = "3.0")]
     shape: Generation,
+    /// Also send xAPI statements, to a local LRS stand-in that prints each one.
+    #[arg(long)]
+    xapi: bool,
+}
+
+/// The namespace of the demo's xAPI ids (any fixed UUID would do).
+const DEMO_NAMESPACE: &str = "3f8a1c52-7d4e-4b6a-9c1d-5e2f7a8b9c0d";
+
+/// The LRS stand-in: prints each statement it receives, counts them and notes the last one.
+struct Lrs {
+    seen: mpsc::UnboundedSender<String>,
+    json: bool,
+}
+
+async fn lrs_statement(State(l): State<Arc<Lrs>>, body: Bytes) -> &'static str {
+    let s: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let verb = s["verb"]["id"]
+        .as_str()
+        .and_then(|v| v.rsplit('/').next())
+        .unwrap_or("?")
+        .to_string();
+    if l.json {
+        say(&s.to_string());
+    } else {
+        let definition = &s["object"]["definition"];
+        let object = definition["name"]["en"]
+            .as_str()
+            .or(definition["description"]["en"].as_str())
+            .or(definition["type"]
+                .as_str()
+                .and_then(|t| t.rsplit('/').next()))
+            .unwrap_or("?");
+        say(&format!(
+            "  ⧉ xAPI {verb:<12} {:<16} {object}",
+            s["actor"]["account"]["name"].as_str().unwrap_or("?")
+        ));
+    }
+    let _ = l.seen.send(verb);
+    "[]"
 }
 
 /// The simulated meeting: a moderator, a viewer and a guest, at a pace one can follow.
@@ -161,7 +203,31 @@ async fn show(args: &Args, redis: &ToolRedis) -> anyhow::Result<Summary> {
     let secret = format!("demo-{}", &id[10..]);
 
     let k = |s: &str| json!(format!("{prefix}:{s}"));
-    let config = LoadedConfig::with_overrides(&[
+    // The LRS stand-in listens before the service starts: the service is told where it is.
+    let (lrs_tx, mut lrs_rx) = mpsc::unbounded_channel();
+    let mut xapi_overrides = Vec::new();
+    let mut lrs_task = None;
+    if args.xapi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}/xapi", listener.local_addr()?);
+        let router = axum::Router::new()
+            .route("/xAPI/statements", axum::routing::post(lrs_statement))
+            .with_state(Arc::new(Lrs {
+                seen: lrs_tx,
+                json: args.json,
+            }));
+        lrs_task = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        }));
+        xapi_overrides = vec![
+            ("xapi.enabled", json!(true)),
+            ("xapi.uuidNamespace", json!(DEMO_NAMESPACE)),
+            ("xapi.lrs.endpoint", json!(endpoint)),
+            ("xapi.lrs.username", json!("demo")),
+            ("xapi.lrs.password", json!(secret)),
+        ];
+    }
+    let mut overrides = vec![
         ("bbb.sharedSecret", json!(secret)),
         ("bbb.serverDomain", json!("demo.local")),
         ("api.port", json!(0)),
@@ -174,7 +240,9 @@ async fn show(args: &Args, redis: &ToolRedis) -> anyhow::Result<Summary> {
         ("redis.keys.userMaps", k("proc:userMaps")),
         ("redis.keys.userMapPrefix", k("proc:userMap")),
         ("redis.keys.ownPrefix", k("rs")),
-    ])?;
+    ];
+    overrides.extend(xapi_overrides.iter().cloned());
+    let config = LoadedConfig::with_overrides(&overrides)?;
     let service = app::start(config).await?;
     if !service.ready(Duration::from_secs(10)).await {
         service.shutdown().await?;
@@ -218,6 +286,9 @@ async fn show(args: &Args, redis: &ToolRedis) -> anyhow::Result<Summary> {
         say(&format!(
             "  hook registered: {hook} (hooks/create, signed with a generated secret)"
         ));
+        if args.xapi {
+            say("  xAPI: on, to a local LRS stand-in (statements marked ⧉)");
+        }
         say("  publishing a simulated BigBlueButton meeting on Redis…\n");
     }
 
@@ -250,8 +321,29 @@ async fn show(args: &Args, redis: &ToolRedis) -> anyhow::Result<Summary> {
             break;
         }
     }
+    // The statements travel on their own queue: wait for the meeting's last one (`terminated`),
+    // or for a quiet second.
+    let mut statements = 0usize;
+    if args.xapi {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let quiet = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
+            match tokio::time::timeout_at(quiet, lrs_rx.recv()).await {
+                Ok(Some(verb)) => {
+                    statements += 1;
+                    if verb == "terminated" {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
     service.shutdown().await?;
     receiver_task.abort();
+    if let Some(task) = lrs_task {
+        task.abort();
+    }
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*"))
         .query_async(&mut conn)
@@ -259,6 +351,11 @@ async fn show(args: &Args, redis: &ToolRedis) -> anyhow::Result<Summary> {
         .unwrap_or_default();
     if !keys.is_empty() {
         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+    if args.xapi && !args.json {
+        say(&format!(
+            "\n{statements} xAPI statements received by the LRS stand-in."
+        ));
     }
     if !args.json {
         say(&format!(

@@ -57,6 +57,7 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
         Kind::PermanentUrls,
     ),
     ("REQUEST_TIMEOUT", "hooks.requestTimeout", Kind::Number),
+    ("XAPI_ENABLED", "xapi.enabled", Kind::Bool),
     // Ours.
     ("REDIS_URL", "redis.url", Kind::Text),
     ("LOG_FORMAT", "log.format", Kind::Text),
@@ -100,6 +101,11 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
         "hooks.proxyEnforcesPolicy",
         Kind::Bool,
     ),
+    ("XAPI_LRS_ENDPOINT", "xapi.lrs.endpoint", Kind::Text),
+    ("XAPI_LRS_USERNAME", "xapi.lrs.username", Kind::Text),
+    ("XAPI_LRS_PASSWORD", "xapi.lrs.password", Kind::Text),
+    ("XAPI_LRS_TOKEN", "xapi.lrs.token", Kind::Text),
+    ("XAPI_UUID_NAMESPACE", "xapi.uuidNamespace", Kind::Text),
     ("REDIS_SENTINELS", "redis.sentinels", Kind::List),
     ("REDIS_SENTINEL_MASTER", "redis.sentinelMaster", Kind::Text),
     ("CLUSTER_PREFIX", "cluster.prefix", Kind::Text),
@@ -121,7 +127,6 @@ pub const IGNORED: &[(&str, &str)] = &[
         "ENABLE_WH_QUEUE",
         "every hook always has a durable queue in this implementation",
     ),
-    ("XAPI_ENABLED", "the xAPI output module is not implemented"),
     // The usual proxy variables: a callback client that followed them would let the proxy, not
     // hooks.denyNetworks/allowNetworks, decide where callbacks go.
     ("HTTP_PROXY", PROXY_VARIABLE),

@@ -132,14 +132,7 @@ pub fn translate(mut tree: Map<String, Value>) -> Translation {
                 }
                 IN_REDIS => translate_input(config, &mut out, &mut redis_from),
                 OUT_WEBHOOKS => translate_webhooks(config, &mut out),
-                OUT_XAPI => {
-                    if entry.get("enabled") == Some(&Value::Bool(true)) {
-                        out.notes.push(format!(
-                            "modules.\"{OUT_XAPI}\" is enabled there: xAPI output is not \
-                             implemented and is ignored"
-                        ));
-                    }
-                }
+                OUT_XAPI => translate_xapi(&entry, config, &mut out),
                 other => out.notes.push(format!(
                     "modules.\"{other}\" is not a known module: ignored"
                 )),
@@ -147,6 +140,90 @@ pub fn translate(mut tree: Map<String, Value>) -> Translation {
         }
     }
     out
+}
+
+/// The xAPI module's entry: `enabled`, `config.lrs.lrs_*` and `config.uuid_namespace` move to
+/// `xapi.*`. Its `config.redis` (the keys of its own stores, and the connection) is ours to
+/// choose: its stock key names are skipped, anything else gets a note.
+fn translate_xapi(entry: &Value, config: Map<String, Value>, out: &mut Translation) {
+    let mut xapi = Map::new();
+    match entry.get("enabled") {
+        Some(Value::Bool(b)) => {
+            xapi.insert("enabled".into(), Value::Bool(*b));
+        }
+        Some(Value::String(text)) => match super::parse_bool(text) {
+            Some(b) => {
+                xapi.insert("enabled".into(), Value::Bool(b));
+            }
+            None => out.notes.push(format!(
+                "modules.\"{OUT_XAPI}\".enabled {text:?} is not a boolean: ignored"
+            )),
+        },
+        _ => {}
+    }
+    let mut lrs = Map::new();
+    for (k, v) in config {
+        match (k.as_str(), v) {
+            ("lrs", Value::Object(items)) => {
+                for (name, value) in items {
+                    let ours = match name.as_str() {
+                        "lrs_endpoint" => "endpoint",
+                        "lrs_username" => "username",
+                        "lrs_password" => "password",
+                        "lrs_token" => "token",
+                        _ => {
+                            out.notes.push(format!(
+                                "modules.\"{OUT_XAPI}\".config.lrs.{name} is not a known key: ignored"
+                            ));
+                            continue;
+                        }
+                    };
+                    let text = match value {
+                        Value::String(t) => t,
+                        Value::Null => continue,
+                        other => other.to_string(),
+                    };
+                    lrs.insert(ours.into(), Value::String(text));
+                }
+            }
+            ("uuid_namespace", Value::String(ns)) => {
+                xapi.insert("uuidNamespace".into(), Value::String(ns));
+            }
+            ("redis", value) => {
+                let stock = json!({"keys": {
+                    "meetings": "bigbluebutton:webhooks:xapi:meetings",
+                    "meetingPrefix": "bigbluebutton:webhooks:xapi:meeting",
+                    "users": "bigbluebutton:webhooks:xapi:users",
+                    "userPrefix": "bigbluebutton:webhooks:xapi:user",
+                    "polls": "bigbluebutton:webhooks:xapi:polls",
+                    "pollPrefix": "bigbluebutton:webhooks:xapi:poll",
+                }});
+                if is_stock(&value, &stock) {
+                    out.skipped
+                        .push(format!("modules.\"{OUT_XAPI}\".config.redis"));
+                } else {
+                    out.notes.push(format!(
+                        "modules.\"{OUT_XAPI}\".config.redis is not used: xAPI keeps its state \
+                         on the service's Redis, under redis.keys.ownPrefix: ignored"
+                    ));
+                }
+            }
+            (other, _) => out.notes.push(format!(
+                "modules.\"{OUT_XAPI}\".config.{other} is not a known key: ignored"
+            )),
+        }
+    }
+    if !lrs.is_empty() {
+        xapi.insert("lrs".into(), Value::Object(lrs));
+    }
+    if !xapi.is_empty() {
+        match out.tree.get_mut("xapi") {
+            Some(Value::Object(existing)) => existing.extend(xapi),
+            _ => {
+                out.tree.insert("xapi".into(), Value::Object(xapi));
+            }
+        }
+    }
 }
 
 /// The top-level keys of a 3.x file that are not ours: 2.x sections the package still writes,
@@ -360,6 +437,41 @@ mod tests {
 
     fn translate_json(tree: Value) -> Translation {
         translate(tree.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn the_xapi_module_moves_into_xapi() {
+        let t = translate_json(json!({
+            "modules": {"../out/xapi/index.js": {"enabled": true, "type": "out", "config": {
+                "lrs": {"lrs_endpoint": "http://127.0.0.1:9109/xapi", "lrs_username": "lrs-user",
+                        "lrs_password": "lrs-pass", "lrs_token": "tok", "lrs_other": 1},
+                "uuid_namespace": "6f1c7a9e-3b52-4d0e-9a8c-2f5e1b7d4c63",
+                "redis": {"keys": {"meetings": "bigbluebutton:webhooks:xapi:meetings"}}
+            }}}
+        }));
+        assert_eq!(
+            t.tree["xapi"],
+            json!({"enabled": true, "uuidNamespace": "6f1c7a9e-3b52-4d0e-9a8c-2f5e1b7d4c63",
+                   "lrs": {"endpoint": "http://127.0.0.1:9109/xapi", "username": "lrs-user",
+                           "password": "lrs-pass", "token": "tok"}})
+        );
+        assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
+        assert!(t.notes[0].contains("lrs_other"));
+        assert_eq!(
+            t.skipped,
+            vec!["modules.\"../out/xapi/index.js\".config.redis"]
+        );
+        // 3.x reads XAPI_ENABLED as text: a string is taken as a boolean.
+        let t = translate_json(json!({
+            "modules": {"../out/xapi/index.js": {"enabled": "false", "config": {
+                "redis": {"keys": {"polls": "elsewhere"}}}}}
+        }));
+        assert_eq!(t.tree["xapi"], json!({"enabled": false}));
+        assert!(
+            t.notes[0].contains("config.redis is not used"),
+            "{:?}",
+            t.notes
+        );
     }
 
     #[test]

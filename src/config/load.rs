@@ -155,11 +155,19 @@ impl LoadedConfig {
                 log_file.filename
             )
         });
+        let xapi = self.settings.xapi.problem().map(|p| {
+            format!(
+                "{p} [xapi.uuidNamespace from {}, xapi.enabled from {}]",
+                self.source_of("xapi.uuidNamespace"),
+                self.source_of("xapi.enabled")
+            )
+        });
         self.notes
             .iter()
             .cloned()
             .chain(unknown_events)
             .chain(outside_log_dir)
+            .chain(xapi)
             .collect()
     }
 
@@ -431,7 +439,7 @@ fn describe_tree(tree: &Value, origin: &BTreeMap<String, Source>) -> Vec<(String
 /// A value as `describe` prints it: JSON, with a Redis URL's password replaced.
 fn shown_value(key: &str, value: &Value) -> String {
     match (key, value.as_str()) {
-        ("redis.url" | "hooks.proxy" | "forward.to", Some(url)) => {
+        ("redis.url" | "hooks.proxy" | "xapi.lrs.endpoint" | "forward.to", Some(url)) => {
             Value::String(super::redact_url(url)).to_string()
         }
         _ => value.to_string(),
@@ -785,6 +793,63 @@ xapi:
             loaded.notes.iter().any(|n| n.contains("xapi")),
             "{:?}",
             loaded.notes
+        );
+    }
+
+    #[test]
+    fn xapi_from_env_with_secrets_redacted_and_a_bad_namespace_said() {
+        let env = [
+            ("SHARED_SECRET", "s"),
+            ("XAPI_ENABLED", "true"),
+            ("XAPI_LRS_ENDPOINT", "https://lrs.example.com/xapi"),
+            ("XAPI_LRS_USERNAME", "user"),
+            ("XAPI_LRS_PASSWORD", "topsecret"),
+            ("XAPI_LRS_TOKEN", "toptoken"),
+            // The namespace of 3.x's example file: no version, no variant.
+            (
+                "XAPI_UUID_NAMESPACE",
+                "01234567-89ab-cdef-0123-456789abcdef",
+            ),
+        ];
+        let loaded = load(&sources(&[], &env, &[])).unwrap();
+        let x = &loaded.settings.xapi;
+        assert!(x.enabled);
+        assert_eq!(x.lrs.password.as_ref().unwrap().expose(), "topsecret");
+        let shown = format!("{:?}", loaded.describe());
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("toptoken"),
+            "{shown}"
+        );
+        assert!(shown.contains("lrs.example.com"), "{shown}");
+        let warnings = loaded.warnings();
+        assert!(
+            warnings.iter().any(|w| w.contains("xapi.uuidNamespace")
+                && w.contains("01234567-89ab-cdef")
+                && w.contains("stays off")
+                && w.contains("env XAPI_UUID_NAMESPACE")),
+            "{warnings:?}"
+        );
+        let good = [
+            ("SHARED_SECRET", "s"),
+            ("XAPI_ENABLED", "true"),
+            (
+                "XAPI_UUID_NAMESPACE",
+                "6f1c7a9e-3b52-4d0e-9a8c-2f5e1b7d4c63",
+            ),
+        ];
+        let loaded = load(&sources(&[], &good, &[])).unwrap();
+        assert!(loaded.warnings().is_empty(), "{:?}", loaded.warnings());
+        assert!(loaded.settings.xapi.namespace().is_ok());
+        let mut bad_endpoint = good.to_vec();
+        bad_endpoint.push(("XAPI_LRS_ENDPOINT", "lrs.example.com/xapi"));
+        let loaded = load(&sources(&[], &bad_endpoint, &[])).unwrap();
+        assert!(
+            loaded
+                .warnings()
+                .iter()
+                .any(|w| w.contains("xapi.lrs.endpoint")),
+            "{:?}",
+            loaded.warnings()
         );
     }
 

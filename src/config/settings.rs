@@ -28,6 +28,7 @@ pub struct Settings {
     pub input: InputSettings,
     pub prometheus: PrometheusSettings,
     pub log: LogSettings,
+    pub xapi: XapiSettings,
     pub cluster: ClusterSettings,
     pub forward: ForwardSettings,
 }
@@ -530,6 +531,111 @@ impl Default for LogSettings {
             filename: "/var/log/bbb-webhooks/bbb-webhooks.log".into(),
             format: LogFormat::Auto,
         }
+    }
+}
+
+/// The xAPI output: learning records for a Learning Record Store (bbb-webhooks 3.x's
+/// `modules."../out/xapi/index.js"`). The namespace and endpoint stay text here: a bad one turns
+/// xAPI off with an error ([`XapiSettings::problem`]) while the webhooks keep running, instead
+/// of refusing the whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct XapiSettings {
+    /// env XAPI_ENABLED.
+    pub enabled: bool,
+    /// The default LRS: where meetings without their own (`meta_secret-lrs-payload`) go.
+    pub lrs: LrsSettings,
+    /// Every registration, session and activity id is a UUID v5 in this namespace.
+    pub uuid_namespace: Option<String>,
+    /// An LRS whose queue stayed empty this long (written in ms) has its worker stopped and its
+    /// stored descriptor (credentials) deleted; its next statement brings both back. Bounds
+    /// what per-meeting LRSes leave behind.
+    #[serde(with = "positive_millis")]
+    pub lrs_idle_timeout: Duration,
+    /// Most statements of a backlog in one request (a JSON array, as xAPI allows); 1 (one
+    /// statement per request, as 3.x) unless raised. Up to 64.
+    #[serde(with = "at_least_one")]
+    pub statements_per_request: NonZeroUsize,
+}
+
+impl Default for XapiSettings {
+    fn default() -> Self {
+        XapiSettings {
+            enabled: false,
+            lrs: LrsSettings::default(),
+            uuid_namespace: None,
+            lrs_idle_timeout: Duration::from_secs(600),
+            statements_per_request: NonZeroUsize::MIN,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct LrsSettings {
+    /// The LRS's xAPI base (`…/xapi`, `…/xAPI/statements` or the base itself).
+    pub endpoint: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Sent as `Authorization: Bearer <token>` instead of Basic.
+    pub token: Option<Secret>,
+}
+
+impl XapiSettings {
+    /// The namespace as a UUID, or why there is none.
+    pub fn namespace(&self) -> Result<uuid::Uuid, String> {
+        match self.uuid_namespace.as_deref().map(str::trim) {
+            None | Some("") => Err("xapi.uuidNamespace is not set".into()),
+            Some(text) => {
+                let parsed = uuid::Uuid::parse_str(text)
+                    .map_err(|e| format!("xapi.uuidNamespace {text:?} is not a UUID ({e})"))?;
+                // bbb-webhooks 3.x's UUID library takes only the hyphenated form with a version
+                // (1-8) and the RFC variant (or the nil and max UUIDs), and sends nothing
+                // otherwise; a namespace it refuses is refused here too, out loud.
+                let valid = text.len() == 36
+                    && (parsed.is_nil()
+                        || parsed.is_max()
+                        || ((1..=8).contains(&parsed.get_version_num())
+                            && parsed.get_variant() == uuid::Variant::RFC4122));
+                if valid {
+                    Ok(parsed)
+                } else {
+                    Err(format!(
+                        "xapi.uuidNamespace {text:?} is not a UUID with a version and the \
+                         RFC 4122 variant (8-4-4-4-12 hex digits, e.g. the output of uuidgen)"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Why xAPI, although enabled, cannot run (`None` when it can, or is off).
+    pub fn problem(&self) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        if let Err(e) = self.namespace() {
+            return Some(format!(
+                "{e}: xAPI output stays off (the webhooks run as usual)"
+            ));
+        }
+        if let Some(endpoint) = self
+            .lrs
+            .endpoint
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+        {
+            let usable = url::Url::parse(endpoint.trim())
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !usable {
+                let shown = super::redact_url(endpoint);
+                return Some(format!(
+                    "xapi.lrs.endpoint {shown:?} is not an absolute http(s) URL: xAPI output \
+                     stays off (the webhooks run as usual)"
+                ));
+            }
+        }
+        None
     }
 }
 

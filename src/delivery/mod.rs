@@ -13,7 +13,8 @@
 //! * [`client`] is the shared HTTP client and what counts as success;
 //! * [`retry`] is the schedule (`retryIntervals`, then `permanentIntervalReset`);
 //! * [`lanes`] sorts a hook's entries into lanes and picks the next request;
-//! * [`worker`] is the per-hook loop.
+//! * [`worker`] is the per-hook loop;
+//! * [`xapi`] drains the LRS queues of xAPI statements (its own small workers).
 //!
 //! The pool follows the registry: a new hook gets a worker, a removed one loses its worker and its
 //! queue. A worker that ends while its hook still exists (a panic, a bug) is started again with a
@@ -38,6 +39,7 @@ mod lanes;
 pub mod request;
 pub mod retry;
 mod worker;
+pub mod xapi;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,5 @@
 //! The import rules of `src/lib.rs`, checked on the source: data flows one way, input →
-//! processing (enqueuer, mapping, routing, state, event) → queue → delivery, with the side
+//! processing (enqueuer, mapping, routing, state, event, xapi) → queue → delivery, with the side
 //! modules beside it and `app` on top. No stage reaches past the queue or back up the pipeline,
 //! nothing imports `app` or `api`, and the modules form no cycle.
 
@@ -17,7 +17,9 @@ enum Place {
 fn place(module: &str) -> Place {
     match module {
         "input" => Place::Stage(0),
-        "enqueuer" | "mapping" | "routing" | "state" | "event" | "forward" => Place::Stage(1),
+        "enqueuer" | "mapping" | "routing" | "state" | "event" | "forward" | "xapi" => {
+            Place::Stage(1)
+        }
         "queue" => Place::Stage(2),
         "delivery" => Place::Stage(3),
         "app" => Place::Top,

@@ -81,6 +81,47 @@ async fn the_demo_shows_every_family_verified_and_stops() {
     );
 }
 
+#[tokio::test]
+async fn the_demo_with_xapi_shows_the_statements_an_lrs_receives() {
+    let run = tokio::process::Command::from(bin(&["demo", "--xapi"]))
+        .kill_on_drop(true)
+        .output();
+    let o = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the demo finishes")
+        .expect("the demo runs");
+    let (printed, err) = text(&o);
+    assert!(o.status.success(), "{err}\n{printed}");
+    // One `  ⧉ xAPI <verb> <actor> <object>` line per statement, and their count at the end.
+    let verbs: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("⧉ xAPI "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    for verb in [
+        "initialized",
+        "join",
+        "posted",
+        "asked",
+        "answered",
+        "leave",
+        "terminated",
+    ] {
+        assert!(verbs.contains(&verb), "no {verb}: {verbs:?}\n{printed}");
+    }
+    assert!(
+        printed.contains(&format!(
+            "{} xAPI statements received by the LRS stand-in.",
+            verbs.len()
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("checksums verified, 0 failed"),
+        "{printed}"
+    );
+}
+
 #[test]
 fn the_demo_says_how_to_get_a_redis() {
     let o = bin(&["demo", "--redis-url", "redis://127.0.0.1:1"])

@@ -23,3 +23,4 @@ mod supervision;
 /// The XML well-formedness check the library's own tests use.
 #[path = "../../src/api/wellformed.rs"]
 mod wellformed;
+mod xapi;
