@@ -4,9 +4,10 @@
 //! Verbs, activity types, extensions, the context and the key order of the JSON are those of
 //! 3.x, so that an LRS fed by either sees the same records; the ids are UUID v5 in the configured
 //! namespace ([`Ids`]). Two of 3.x's statements are fixed on purpose (docs/xapi.md): the chat
-//! message's object id hashes `<sender's external user id>_<time>`, the key 3.x means to hash
-//! (3.x reads a field that does not exist and hashes `undefined_<time>`, so two messages of
-//! one millisecond share an id); and the poll `answered` statement names the responder, which
+//! message's object id hashes the chat message's own id (3.x reads a field that does not exist
+//! and hashes `undefined_<time>`, so two messages of one millisecond share an id; a message
+//! without an id falls back to `<sender's internal user id>_<time>`, the key 3.x's code names);
+//! and the poll `answered` statement names the responder, which
 //! our `poll-responded` event carries (3.x's event names whoever the message header names).
 //! Timestamps are the event's own time (3.x stamps most statements with its clock when it
 //! handles them; both are volatile in the fixture).
@@ -158,11 +159,14 @@ pub fn statement(
         "chat-group-message-sent" => {
             let sender = &attrs["chat-message"]["sender"];
             let time = sender["time"].as_i64();
-            let key = format!(
-                "{}_{}",
-                text_of(&sender["external-user-id"]),
-                time.map_or("undefined".to_string(), |t| t.to_string())
-            );
+            let key = match attrs["chat-message"]["id"].as_str() {
+                Some(id) if !id.is_empty() => id.to_owned(),
+                _ => format!(
+                    "{}_{}",
+                    text_of(&sender["internal-user-id"]),
+                    time.map_or("undefined".to_string(), |t| t.to_string())
+                ),
+            };
             object = json!({
                 "id": activity(&ids.of(&key)),
                 "definition": {"type": "https://w3id.org/xapi/acrossx/activities/message"},

@@ -62,7 +62,8 @@ fn expected() -> Vec<Value> {
             let mut line: Value = serde_json::from_str(l).unwrap();
             let verb = line["body"]["verb"]["id"].as_str().unwrap().to_string();
             if verb.ends_with("/posted") {
-                let fixed = uuid::Uuid::new_v5(&ns, b"w_xfsb9gxtlfom_1698771232706");
+                // The chat message's own id (input line 14).
+                let fixed = uuid::Uuid::new_v5(&ns, b"1698771232706-9idm9pxf");
                 line["body"]["object"]["id"] =
                     json!(format!("https://localhost/xapi/activities/{fixed}"));
             }
