@@ -14,7 +14,10 @@
 //!
 //! Sharing: every instance takes any free lease at once (so takeover never waits for a
 //! rebalance), and one that holds more than its share (units ÷ live instances, rounded up)
-//! gives one back every [`REBALANCE_EVERY`], not taking it again for a while. Instances are live
+//! gives one back every [`REBALANCE_EVERY`], not taking it again for a while. Giving back is a
+//! handover, not a loss: the lease is kept (and renewed) while the work on it winds down
+//! ([`Held::handover`], [`Held::working`]: a worker finishes its requests in flight), for at
+//! most [`HANDOVER_MAX`], and only then released, so a rebalance sends nothing twice. Instances are live
 //! while they renew their entry in `<clusterPrefix>:relays` (a sorted set scored by time).
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +29,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +44,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 const MARGIN: Duration = Duration::from_millis(500);
 /// How often an instance holding more than its share gives one lease back.
 const REBALANCE_EVERY: Duration = Duration::from_secs(5);
+/// The longest a lease given back waits for its work to wind down.
+const HANDOVER_MAX: Duration = Duration::from_secs(10);
 /// A lease given back is not taken again by the same instance for this long.
 const COOLDOWN: Duration = Duration::from_secs(15);
 /// An instance that has not renewed its presence for this long no longer counts.
@@ -77,6 +82,13 @@ pub struct Held {
     pub fence_key: String,
     /// Cancelled when the lease is lost or given back: stop working on the unit.
     pub lost: CancellationToken,
+    /// Cancelled when this instance gives the lease to another: finish what is under way, start
+    /// nothing new, and end; the lease is released once nobody is [`Held::working`] any more.
+    pub handover: CancellationToken,
+    /// How many are working on the unit under this lease (see [`Held::working`]).
+    busy: Arc<AtomicU64>,
+    /// Tells the leaser that the last worker of a handover stopped.
+    wound_down: Arc<Notify>,
     /// Until when (ms on [`Instant`] from `base`) the lease is surely still ours.
     valid_until: Arc<AtomicU64>,
     base: Instant,
@@ -89,10 +101,38 @@ impl Held {
             && (self.base.elapsed().as_millis() as u64) < self.valid_until.load(Ordering::Relaxed)
     }
 
+    /// Marks the caller as working on the unit until the guard is dropped: a handover waits
+    /// for it.
+    pub fn working(&self) -> WorkGuard {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        WorkGuard {
+            busy: self.busy.clone(),
+            handover: self.handover.clone(),
+            wound_down: self.wound_down.clone(),
+        }
+    }
+
     fn extend(&self, renewed_at: Instant) {
         let until = renewed_at.duration_since(self.base) + TTL - MARGIN;
         self.valid_until
             .store(until.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Held while working on a leased unit ([`Held::working`]).
+#[derive(Debug)]
+pub struct WorkGuard {
+    busy: Arc<AtomicU64>,
+    handover: CancellationToken,
+    wound_down: Arc<Notify>,
+}
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        let left = self.busy.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && self.handover.is_cancelled() {
+            self.wound_down.notify_one();
+        }
     }
 }
 
@@ -145,6 +185,9 @@ pub struct Leaser {
     held: HashMap<String, Held>,
     published: watch::Sender<HeldSet>,
     cooldown: HashMap<String, Instant>,
+    /// Leases being handed over, since when.
+    handing_over: HashMap<String, Instant>,
+    wound_down: Arc<Notify>,
     last_rebalance: Instant,
     base: Instant,
     metrics: Arc<Metrics>,
@@ -170,6 +213,8 @@ impl Leaser {
                 held: HashMap::new(),
                 published,
                 cooldown: HashMap::new(),
+                handing_over: HashMap::new(),
+                wound_down: Arc::new(Notify::new()),
                 last_rebalance: now,
                 base: now,
                 metrics,
@@ -207,6 +252,7 @@ impl Leaser {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
                 _ = nudged => {}
+                _ = self.wound_down.notified() => {}
             }
             match units().await {
                 Ok(names) => {
@@ -277,13 +323,41 @@ impl Leaser {
                 self.acquire(name).await?;
             }
         }
-        let share = (units.len() as u64).div_ceil(live.max(1)) as usize;
-        if self.held.len() > share && now.duration_since(self.last_rebalance) >= REBALANCE_EVERY {
-            self.last_rebalance = now;
-            if let Some(name) = self.held.keys().max().cloned() {
-                tracing::info!(kind = self.kind, unit = %name, held = self.held.len(), share, "giving a lease back to share the work");
+        // Handovers whose work has wound down (or that waited long enough) are released.
+        let done: Vec<String> = self
+            .handing_over
+            .iter()
+            .filter(|(name, since)| {
+                self.held
+                    .get(*name)
+                    .is_none_or(|h| h.busy.load(Ordering::Acquire) == 0)
+                    || now.duration_since(**since) >= HANDOVER_MAX
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in done {
+            self.handing_over.remove(&name);
+            if self.held.contains_key(&name) {
                 self.release(&name).await;
                 self.cooldown.insert(name, now + COOLDOWN);
+            }
+        }
+        let share = (units.len() as u64).div_ceil(live.max(1)) as usize;
+        let keeping = self.held.len() - self.handing_over.len();
+        if keeping > share && now.duration_since(self.last_rebalance) >= REBALANCE_EVERY {
+            self.last_rebalance = now;
+            let name = self
+                .held
+                .keys()
+                .filter(|n| !self.handing_over.contains_key(*n))
+                .max()
+                .cloned();
+            if let Some(name) = name {
+                tracing::info!(kind = self.kind, unit = %name, held = self.held.len(), share, "handing a lease over to share the work");
+                if let Some(h) = self.held.get(&name) {
+                    h.handover.cancel();
+                }
+                self.handing_over.insert(name, now);
             }
         }
         Ok(())
@@ -304,6 +378,9 @@ impl Leaser {
                 token,
                 fence_key,
                 lost: CancellationToken::new(),
+                handover: CancellationToken::new(),
+                busy: Arc::new(AtomicU64::new(0)),
+                wound_down: self.wound_down.clone(),
                 valid_until: Arc::new(AtomicU64::new(0)),
                 base: self.base,
             };
@@ -367,6 +444,7 @@ impl Leaser {
     }
 
     fn drop_held(&mut self, name: &str) {
+        self.handing_over.remove(name);
         if let Some(h) = self.held.remove(name) {
             h.lost.cancel();
         }

@@ -97,15 +97,22 @@ impl Sessions {
         loop {
             let leased = held.borrow_and_update().clone();
             running.retain(|server, (token, task)| {
-                let current = leased.get(server).map(|h| h.token);
-                if task.is_finished() && current == Some(*token) && !stop.is_cancelled() {
+                let lease = leased.get(server);
+                let current = lease.map(|h| h.token);
+                let handed_over = lease.is_some_and(|h| h.handover.is_cancelled());
+                if task.is_finished()
+                    && current == Some(*token)
+                    && !stop.is_cancelled()
+                    && !handed_over
+                {
                     self.metrics.worker_restarts.inc();
                     tracing::error!(server = %server, "a server's session ended while its lease is held; starting it again");
                 }
                 !task.is_finished() && current == Some(*token)
             });
             for (server, lease) in leased.iter() {
-                if !running.contains_key(server) {
+                // A session handed over ended on purpose: its lease goes once it is released.
+                if !running.contains_key(server) && !lease.handover.is_cancelled() {
                     let task = self
                         .tracker
                         .spawn(self.clone().session(server.clone(), lease.clone()));
@@ -128,11 +135,16 @@ impl Sessions {
         let stop = self.shutdown.child_token();
         let lost = lease.lost.clone();
         let watch_stop = stop.clone();
-        // Ends with the session (`stop` is cancelled on every way out) or with the lease.
+        // Ends with the session (`stop` is cancelled on every way out) or with the lease; a
+        // handover stops the reading too, and the lease is released once the enqueuer wrote
+        // what it had (while its writes still pass the fence).
         let _stop_on_return = stop.clone().drop_guard();
+        let _working = lease.working();
+        let handover = lease.handover.clone();
         self.tracker.spawn(async move {
             tokio::select! {
                 _ = lost.cancelled() => watch_stop.cancel(),
+                _ = handover.cancelled() => watch_stop.cancel(),
                 _ = watch_stop.cancelled() => {}
             }
         });

@@ -321,7 +321,8 @@ async fn keep(
                 part,
             ))
             .await;
-        let stopping = abort.is_cancelled() || shared.draining.is_cancelled();
+        let handed_over = lease.as_ref().is_some_and(|l| l.handover.is_cancelled());
+        let stopping = abort.is_cancelled() || shared.draining.is_cancelled() || handed_over;
         if stopping || shared.registry.snapshot().get(&hook.id).is_none() {
             return;
         }

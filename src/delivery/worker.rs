@@ -120,8 +120,20 @@ enum Step {
 
 impl Worker {
     async fn run(&mut self) {
+        // A handover of the lease waits until this worker ended.
+        let _working = self.lease.as_ref().map(Held::working);
+        let handover = self
+            .lease
+            .as_ref()
+            .map_or_else(CancellationToken::new, |l| l.handover.clone());
         loop {
             if self.abort.is_cancelled() {
+                return;
+            }
+            // Handed over: the requests out finish and their acknowledgements are written, then
+            // the worker ends (and the lease goes to the relay that reads the queue next).
+            if handover.is_cancelled() && self.in_flight.is_empty() {
+                self.queue.flush(Duration::from_secs(5)).await;
                 return;
             }
             if self.shared.draining.is_cancelled() {
@@ -159,6 +171,7 @@ impl Worker {
                 _ = sleep_until(retry_at), if retry_at.is_some() => Step::Next,
                 _ = self.abort.cancelled() => Step::Next,
                 _ = self.shared.draining.cancelled() => Step::Next,
+                _ = handover.cancelled(), if !handover.is_cancelled() => Step::Next,
             };
             if let Step::Stop = step {
                 return;
@@ -202,7 +215,12 @@ impl Worker {
 
     /// Starts every request that may start now.
     fn dispatch(&mut self) {
-        if self.lease.as_ref().is_some_and(|l| !l.is_valid()) {
+        // In a cluster: nothing new unless the lease is surely ours and not being handed over.
+        if self
+            .lease
+            .as_ref()
+            .is_some_and(|l| !l.is_valid() || l.handover.is_cancelled())
+        {
             return;
         }
         while self.in_flight.len() < self.shared.max_in_flight_per_hook {

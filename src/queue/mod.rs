@@ -144,6 +144,8 @@ struct ClusterWakeups {
 struct Ack {
     hook: String,
     entries: Vec<String>,
+    /// Told once every acknowledgement sent before this one is written ([`HookQueue::flush`]).
+    written: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 #[derive(Clone)]
@@ -470,7 +472,22 @@ impl HookQueue {
         let _ = self.queue.acks.send(Ack {
             hook: self.hook.clone(),
             entries,
+            written: None,
         });
+    }
+
+    /// Returns once every acknowledgement made so far is written to Redis (or after `limit`):
+    /// before a reader hands its queue to another relay, which must not read them again.
+    pub async fn flush(&self, limit: Duration) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.queue.acks.send(Ack {
+            hook: self.hook.clone(),
+            entries: Vec::new(),
+            written: Some(tx),
+        });
+        if sent.is_ok() {
+            let _ = tokio::time::timeout(limit, rx).await;
+        }
     }
 
     pub async fn load_retry_state(&self) -> redis::RedisResult<RetryState> {
@@ -568,6 +585,7 @@ impl Acknowledger {
     /// `final_grace`) and returns. Cancel `stop` only after the last reader has stopped.
     pub async fn run(mut self, stop: CancellationToken, final_grace: Duration) {
         let mut pending: HashMap<String, Vec<String>> = HashMap::new();
+        let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
         let mut batch = Vec::with_capacity(256);
         loop {
             if pending.is_empty() {
@@ -579,8 +597,12 @@ impl Acknowledger {
                 // of one per delivery. A crash in that window re-sends at most that much.
                 tokio::time::sleep(ACK_PERIOD).await;
             }
-            self.take(&mut pending, &mut batch);
-            if !self.remove(&mut pending).await {
+            self.take(&mut pending, &mut batch, &mut waiting);
+            if self.remove(&mut pending).await {
+                for w in waiting.drain(..) {
+                    let _ = w.send(());
+                }
+            } else {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stop.cancelled() => break,
@@ -589,7 +611,7 @@ impl Acknowledger {
         }
         // The last acknowledgements: whatever arrived, written while Redis lets us.
         let deadline = tokio::time::Instant::now() + final_grace;
-        self.take(&mut pending, &mut batch);
+        self.take(&mut pending, &mut batch, &mut waiting);
         while !self.remove(&mut pending).await && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -602,12 +624,20 @@ impl Acknowledger {
     }
 
     /// Moves whatever is waiting in the channel into `pending`, by hook.
-    fn take(&mut self, pending: &mut HashMap<String, Vec<String>>, batch: &mut Vec<Ack>) {
+    fn take(
+        &mut self,
+        pending: &mut HashMap<String, Vec<String>>,
+        batch: &mut Vec<Ack>,
+        waiting: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+    ) {
         while let Ok(a) = self.rx.try_recv() {
             batch.push(a);
         }
         for ack in batch.drain(..) {
-            pending.entry(ack.hook).or_default().extend(ack.entries);
+            if !ack.entries.is_empty() {
+                pending.entry(ack.hook).or_default().extend(ack.entries);
+            }
+            waiting.extend(ack.written);
         }
     }
 
