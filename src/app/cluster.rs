@@ -22,8 +22,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Supervisor;
 use crate::cluster::ClusterKeys;
 use crate::config::Settings;
+use crate::delivery::DeliveryPool;
 use crate::enqueuer::{self, Enqueuer, Source};
 use crate::health::Readiness;
 use crate::hooks::HookRegistry;
@@ -56,6 +58,103 @@ pub struct Sessions {
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
     pub grace: Duration,
+}
+
+/// A relay's own part of the service, started once the hooks, the queue and delivery run: the
+/// leases (servers, hook parts), the bus, and one session per leased server.
+pub struct Relay {
+    pub settings: Arc<Settings>,
+    pub client: redis::Client,
+    pub conn: ConnectionManager,
+    pub keys: Keys,
+    pub cluster: ClusterKeys,
+    /// This instance's name in the leases.
+    pub owner: String,
+    pub registry: Arc<HookRegistry>,
+    pub queue: DeliveryQueue,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    pub data_lost: watch::Receiver<u64>,
+    pub grace: Duration,
+    /// The hook parts' leases, whose holdings `pool` already follows.
+    pub hook_leaser: Leaser,
+    pub delivery_parts: u32,
+}
+
+impl Relay {
+    /// Runs until the service stops, then stops in order: the servers' streams are given back
+    /// (each session writes what it read), delivery stops, the hook parts are given back.
+    pub(super) async fn run(self, supervisor: &Supervisor, pool: DeliveryPool) {
+        let shutdown = supervisor.shutdown.clone();
+        tracing::info!(instance = %self.owner, prefix = %self.settings.cluster.prefix, "relay in a cluster: reading the servers' ingest streams");
+        let leases_stop = CancellationToken::new();
+        // Moves when another relay gives a lease back, so that one takes it at once.
+        let (released, released_rx) = watch::channel(0u64);
+        let hooks_leasing = supervisor.critical(
+            "hook leases",
+            self.hook_leaser.run(
+                hooks(self.registry.clone(), self.delivery_parts),
+                vec![self.registry.watch(), released_rx.clone()],
+                leases_stop.clone(),
+            ),
+        );
+        let (ingest_leaser, ingest_leases) = leaser(
+            &self.conn,
+            &self.cluster,
+            "ingest",
+            &self.owner,
+            &self.metrics,
+        );
+        let ingest_leasing = supervisor.critical(
+            "ingest leases",
+            ingest_leaser.run(
+                servers(self.conn.clone(), self.cluster.clone()),
+                vec![released_rx],
+                shutdown.clone(),
+            ),
+        );
+        supervisor.critical(
+            "cluster bus",
+            bus::run(
+                bus::Bus {
+                    client: self.client.clone(),
+                    cluster: self.cluster.clone(),
+                    registry: self.registry.clone(),
+                    queue: self.queue.clone(),
+                    readiness: self.readiness.clone(),
+                    metrics: self.metrics.clone(),
+                    released,
+                },
+                shutdown.clone(),
+            ),
+        );
+        super::set_module_status(&self.metrics, "../in/redis/index.js", "in", true);
+        let sessions = Sessions {
+            settings: self.settings,
+            client: self.client,
+            keys: self.keys,
+            cluster: self.cluster,
+            registry: self.registry,
+            queue: self.queue,
+            metrics: self.metrics,
+            readiness: self.readiness,
+            data_lost: self.data_lost,
+            tracker: supervisor.tracker.clone(),
+            shutdown: shutdown.clone(),
+            grace: self.grace,
+        };
+        let mapping = supervisor.critical(
+            "server sessions",
+            sessions.run(ingest_leases, shutdown.clone()),
+        );
+        shutdown.cancelled().await;
+        tracing::info!("stopping: giving the servers' streams back first");
+        let _ = ingest_leasing.await;
+        let _ = mapping.await;
+        pool.stop(self.grace).await;
+        leases_stop.cancel();
+        let _ = hooks_leasing.await;
+    }
 }
 
 /// The units of the ingest leases: the servers that forward.

@@ -2,9 +2,10 @@
 //!
 //! Start: bind the API and metrics addresses (a taken port is an error at once) → wait for Redis
 //! (a booting server is not an error; `/ready` stays false meanwhile) → claim the epoch and
-//! start watching Redis ([`crate::redis_watch`]) → load the hooks → load the
-//! meeting and user state → resume every queue → start delivery and the acknowledger → start the
-//! enqueuer → subscribe to the channels.
+//! start watching Redis ([`crate::redis_watch`]) → load the hooks → resume every queue → start
+//! delivery and the acknowledger (and xAPI's LRS workers) → load the meeting and user state →
+//! start the enqueuer → subscribe to the channels. A cluster's relay (`input.mode: cluster`)
+//! starts its leases, bus and per-server sessions instead of the last three ([`cluster`]).
 //!
 //! Supervision: every long-running task runs on one [`TaskTracker`] under one cancellation token.
 //! The critical ones (API and metrics servers, Redis watch, subscriber, enqueuer, delivery
@@ -307,15 +308,6 @@ async fn run_core(
     let _ = ctx.registry.set(registry.clone());
     ctx.readiness.set_hooks_loaded();
 
-    let state_store = StateStore::new(conn.clone(), keys.clone());
-    let Some(state) = retry_until_ok(&shutdown, "load the meeting and user mappings", || {
-        state_store.load()
-    })
-    .await
-    else {
-        return;
-    };
-
     let (queue, acknowledger) = DeliveryQueue::new(
         conn.clone(),
         keys.clone(),
@@ -378,72 +370,34 @@ async fn run_core(
     };
 
     if in_cluster {
-        tracing::info!(instance = %owner, prefix = %cluster_prefix(&settings), "relay in a cluster: reading the servers' ingest streams");
-        let leases_stop = CancellationToken::new();
-        let (released, released_rx) = tokio::sync::watch::channel(0u64);
-        let hooks_leasing = supervisor.critical(
-            "hook leases",
-            hook_leaser.run(
-                cluster::hooks(registry.clone(), delivery_parts),
-                vec![registry.watch(), released_rx.clone()],
-                leases_stop.clone(),
-            ),
-        );
-        let (ingest_leaser, ingest_leases) =
-            cluster::leaser(&conn, &cluster_keys, "ingest", &owner, &metrics);
-        let ingest_leasing = supervisor.critical(
-            "ingest leases",
-            ingest_leaser.run(
-                cluster::servers(conn.clone(), cluster_keys.clone()),
-                vec![released_rx],
-                shutdown.clone(),
-            ),
-        );
-        supervisor.critical(
-            "cluster bus",
-            cluster::bus::run(
-                cluster::bus::Bus {
-                    client: client.clone(),
-                    cluster: cluster_keys.clone(),
-                    registry: registry.clone(),
-                    queue: queue.clone(),
-                    readiness: ctx.readiness.clone(),
-                    metrics: metrics.clone(),
-                    released,
-                },
-                shutdown.clone(),
-            ),
-        );
-        set_module_status(&metrics, "../in/redis/index.js", "in", true);
-        let sessions = cluster::Sessions {
+        let relay = cluster::Relay {
             settings: settings.clone(),
             client: client.clone(),
+            conn: conn.clone(),
             keys: keys.clone(),
-            cluster: cluster_keys.clone(),
+            cluster: cluster_keys,
+            owner,
             registry: registry.clone(),
             queue,
             metrics: metrics.clone(),
             readiness: ctx.readiness.clone(),
             data_lost: data_lost_rx,
-            tracker: supervisor.tracker.clone(),
-            shutdown: shutdown.clone(),
             grace,
+            hook_leaser,
+            delivery_parts,
         };
-        let mapping = supervisor.critical(
-            "server sessions",
-            sessions.run(ingest_leases, shutdown.clone()),
-        );
-        shutdown.cancelled().await;
-        tracing::info!("stopping: giving the servers' streams back first");
-        // The ingest leases are given back (each session stops reading and writes what it
-        // has), then the sessions end; hooks are given back once their workers stopped.
-        let _ = ingest_leasing.await;
-        let _ = mapping.await;
-        pool.stop(grace).await;
-        leases_stop.cancel();
-        let _ = hooks_leasing.await;
+        relay.run(&supervisor, pool).await;
     } else {
         drop(hook_leaser);
+        // A relay keeps each server's mappings apart, loaded by that server's session.
+        let state_store = StateStore::new(conn.clone(), keys.clone());
+        let Some(state) = retry_until_ok(&shutdown, "load the meeting and user mappings", || {
+            state_store.load()
+        })
+        .await
+        else {
+            return;
+        };
         let (raw_tx, raw_rx) = input::intake(settings.redis.intake_buffer_bytes.get());
         let subscriber = supervisor.critical(
             "subscriber",
