@@ -5,7 +5,7 @@
 //! | hook ids | `redis.keys.hooks` (`bigbluebutton:webhooks:out:hooks`) | SET | yes |
 //! | one hook | `redis.keys.hookPrefix:<id>` | HASH | yes |
 //! | meeting mapping ids | `redis.keys.mappings` (`bigbluebutton:webhooks:proc:mappings`) | SET | yes |
-//! | one meeting mapping | `redis.keys.mappingPrefix:<uuid>` | HASH | yes (its `meetingMetadata` field is ours; 3.x ignores it) |
+//! | one meeting mapping | `redis.keys.mappingPrefix:<uuid>` | HASH | yes (its `meetingMetadata` and `meetingRecent` fields are ours; 3.x ignores them) |
 //! | user mapping ids | `redis.keys.userMaps` (`bigbluebutton:webhooks:proc:userMaps`) | SET | yes |
 //! | one user mapping | `redis.keys.userMapPrefix:<uuid>` | HASH | yes |
 //! | a hook's pending deliveries | `<ownPrefix>:queue:<hookId>` | STREAM | no |

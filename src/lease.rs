@@ -14,15 +14,15 @@
 //!
 //! Sharing: every instance takes any free lease at once (so takeover never waits for a
 //! rebalance), and one that holds more than its share (units ÷ live instances, rounded up)
-//! gives one back every [`REBALANCE_EVERY`], not taking it again for a while. Giving back is a
+//! gives the excess back, at most every [`REBALANCE_EVERY`], not taking it again for a while. Giving back is a
 //! handover, not a loss: the lease is kept (and renewed) while the work on it winds down
 //! ([`Held::handover`], [`Held::working`]: a worker finishes its requests in flight), for at
 //! most [`HANDOVER_MAX`], and only then released, so a rebalance sends nothing twice. Instances are live
 //! while they renew their entry in `<clusterPrefix>:relays` (a sorted set scored by time).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -42,7 +42,7 @@ pub const TTL: Duration = Duration::from_secs(3);
 pub const TICK: Duration = Duration::from_secs(1);
 /// A lease counts as lost locally this long before Redis lets it go.
 const MARGIN: Duration = Duration::from_millis(500);
-/// How often an instance holding more than its share gives one lease back.
+/// How often an instance holding more than its share gives the excess back.
 const REBALANCE_EVERY: Duration = Duration::from_secs(5);
 /// The longest a lease given back waits for its work to wind down.
 const HANDOVER_MAX: Duration = Duration::from_secs(10);
@@ -51,21 +51,41 @@ const COOLDOWN: Duration = Duration::from_secs(15);
 /// An instance that has not renewed its presence for this long no longer counts.
 const PRESENCE: Duration = Duration::from_secs(5);
 
-const ACQUIRE: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
-end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return tonumber(redis.call('GET', KEYS[2]) or '0')
-end
-return false";
+/// Units taken or renewed per script call: one round trip each, none long enough to hold Redis
+/// up noticeably.
+const CHUNK: usize = 256;
 
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+/// Takes each free lease of KEYS (lease, fence, lease, fence, …) for ARGV[1] with a life of
+/// ARGV[2] ms; per pair, the new fencing token, or 0 when another instance holds it. A lease
+/// already ours (an answer lost on the way) keeps its token.
+const ACQUIRE: &str = r"
+local out = {}
+for i = 1, #KEYS, 2 do
+  local token = 0
+  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    token = redis.call('INCR', KEYS[i + 1])
+  elseif redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    token = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  end
+  out[#out + 1] = token
 end
-return 0";
+return out";
+
+static ACQUIRE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE));
+static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
+
+/// Renews each lease of KEYS still held by ARGV[1]; per key, 1 (renewed) or 0 (lost).
+const RENEW: &str = r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    out[i] = redis.call('PEXPIRE', key, ARGV[2])
+  else
+    out[i] = 0
+  end
+end
+return out";
 
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -313,15 +333,18 @@ impl Leaser {
         let held_names: Vec<String> = self.held.keys().cloned().collect();
         self.renew(&held_names).await?;
         // Units gone (a hook destroyed, a server removed) are let go.
-        for name in held_names.iter().filter(|n| !units.contains(n)) {
+        let wanted: std::collections::HashSet<&String> = units.iter().collect();
+        for name in held_names.iter().filter(|n| !wanted.contains(n)) {
             self.release(name).await;
         }
         let now = Instant::now();
         self.cooldown.retain(|_, until| *until > now);
-        for name in &units {
-            if !self.held.contains_key(name) && !self.cooldown.contains_key(name) {
-                self.acquire(name).await?;
-            }
+        let free: Vec<&String> = units
+            .iter()
+            .filter(|n| !self.held.contains_key(*n) && !self.cooldown.contains_key(*n))
+            .collect();
+        for chunk in free.chunks(CHUNK) {
+            self.acquire(chunk).await?;
         }
         // Handovers whose work has wound down (or that waited long enough) are released.
         let done: Vec<String> = self
@@ -346,14 +369,22 @@ impl Leaser {
         let keeping = self.held.len() - self.handing_over.len();
         if keeping > share && now.duration_since(self.last_rebalance) >= REBALANCE_EVERY {
             self.last_rebalance = now;
-            let name = self
+            let mut names: Vec<String> = self
                 .held
                 .keys()
                 .filter(|n| !self.handing_over.contains_key(*n))
-                .max()
-                .cloned();
-            if let Some(name) = name {
-                tracing::info!(kind = self.kind, unit = %name, held = self.held.len(), share, "handing a lease over to share the work");
+                .cloned()
+                .collect();
+            names.sort_unstable();
+            let excess = names.split_off(share);
+            tracing::info!(
+                kind = self.kind,
+                units = excess.len(),
+                held = self.held.len(),
+                share,
+                "handing leases over to share the work"
+            );
+            for name in excess {
                 if let Some(h) = self.held.get(&name) {
                     h.handover.cancel();
                 }
@@ -363,20 +394,26 @@ impl Leaser {
         Ok(())
     }
 
-    async fn acquire(&mut self, name: &str) -> redis::RedisResult<()> {
+    async fn acquire(&mut self, names: &[&String]) -> redis::RedisResult<()> {
         let sent = Instant::now();
-        let fence_key = self.keys.fence(self.kind, name);
-        let token: Option<u64> = Script::new(ACQUIRE)
-            .key(self.keys.lease(self.kind, name))
-            .key(&fence_key)
+        let mut script = ACQUIRE_SCRIPT.prepare_invoke();
+        for name in names {
+            script
+                .key(self.keys.lease(self.kind, name))
+                .key(self.keys.fence(self.kind, name));
+        }
+        let tokens: Vec<u64> = script
             .arg(&self.owner)
             .arg(TTL.as_millis() as u64)
             .invoke_async(&mut self.conn)
             .await?;
-        if let Some(token) = token {
+        for (name, token) in names.iter().zip(tokens) {
+            if token == 0 {
+                continue;
+            }
             let held = Held {
                 token,
-                fence_key,
+                fence_key: self.keys.fence(self.kind, name),
                 lost: CancellationToken::new(),
                 handover: CancellationToken::new(),
                 busy: Arc::new(AtomicU64::new(0)),
@@ -390,27 +427,32 @@ impl Leaser {
                 .cluster_takeovers
                 .with_label_values(&[self.kind])
                 .inc();
-            self.held.insert(name.to_owned(), held);
+            self.held.insert((*name).clone(), held);
         }
         Ok(())
     }
 
     async fn renew(&mut self, names: &[String]) -> redis::RedisResult<()> {
-        for name in names {
+        for chunk in names.chunks(CHUNK) {
             let sent = Instant::now();
-            let renewed: u64 = Script::new(RENEW)
-                .key(self.keys.lease(self.kind, name))
+            let mut script = RENEW_SCRIPT.prepare_invoke();
+            for name in chunk {
+                script.key(self.keys.lease(self.kind, name));
+            }
+            let renewed: Vec<u64> = script
                 .arg(&self.owner)
                 .arg(TTL.as_millis() as u64)
                 .invoke_async(&mut self.conn)
                 .await?;
-            if renewed == 1 {
-                if let Some(h) = self.held.get(name) {
-                    h.extend(sent);
+            for (name, renewed) in chunk.iter().zip(renewed) {
+                if renewed == 1 {
+                    if let Some(h) = self.held.get(name) {
+                        h.extend(sent);
+                    }
+                } else {
+                    tracing::warn!(kind = self.kind, unit = %name, "lease lost to another instance");
+                    self.drop_held(name);
                 }
-            } else {
-                tracing::warn!(kind = self.kind, unit = %name, "lease lost to another instance");
-                self.drop_held(name);
             }
         }
         Ok(())

@@ -6,10 +6,11 @@
 //! the same round trip as the deliveries it caused; meeting activity is kept in memory and
 //! flushed now and then, not on every event. This module does no I/O itself except in `store`.
 //!
-//! Besides the mappings, a meeting holds a little short-lived memory that is never persisted:
-//! the guest decisions it has just reported (BigBlueButton repeats each one to every
-//! moderator), the breakout rooms it started and the external video it is playing, so that the
-//! events that end them can name them.
+//! Besides the mappings, a meeting holds a little short-lived memory: the guest decisions it has
+//! just reported (BigBlueButton repeats each one to every moderator), the breakout rooms it
+//! started and the external video it is playing, so that the events that end them can name
+//! them. It is written with the meeting's mapping (field `meetingRecent`, [`Meeting::recent`]),
+//! so a restart, or another relay taking the server over, goes on with it.
 
 pub mod store;
 
@@ -62,11 +63,11 @@ pub struct Meeting {
     /// `last_activity` as last written to Redis.
     pub stored_activity: u64,
     pub users: IndexMap<String, User>,
-    /// Not persisted: guest decisions reported lately, to report each one once.
+    /// Guest decisions reported lately, to report each one once.
     guest_decisions: Vec<GuestDecision>,
-    /// Not persisted: breakout rooms started, by internal id, with what their end should say.
+    /// Breakout rooms started, by internal id, with what their end should say.
     breakouts: IndexMap<String, Map<String, Value>>,
-    /// Not persisted: the URL of the external video playing.
+    /// The URL of the external video playing.
     external_video: Option<String>,
 }
 
@@ -85,20 +86,82 @@ impl Meeting {
         }
     }
 
-    /// A mapped meeting as read back from Redis.
+    /// A mapped meeting as read back from Redis; `recent` is what [`Meeting::recent`] wrote.
     pub(crate) fn restored(
         mapping_id: String,
         external_id: String,
         metadata: Option<Map<String, Value>>,
         last_activity: u64,
+        recent: Option<&str>,
     ) -> Self {
-        Meeting {
+        let mut m = Meeting {
             mapping_id: Some(mapping_id),
             external_id: Some(external_id),
             metadata,
             stored_activity: last_activity,
             ..Meeting::new(last_activity)
+        };
+        if let Some(Value::Object(r)) = recent.and_then(|r| serde_json::from_str(r).ok()) {
+            for d in r
+                .get("guestDecisions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(guest), Some(allowed), Some(at)) =
+                    (d[0].as_str(), d[1].as_bool(), d[2].as_u64())
+                {
+                    m.guest_decisions.push(GuestDecision {
+                        guest: guest.to_owned(),
+                        allowed,
+                        at,
+                    });
+                }
+            }
+            if let Some(Value::Object(b)) = r.get("breakouts") {
+                for (id, info) in b {
+                    if let Value::Object(info) = info {
+                        m.breakouts.insert(id.clone(), info.clone());
+                    }
+                }
+            }
+            m.external_video = r
+                .get("externalVideo")
+                .and_then(Value::as_str)
+                .map(String::from);
         }
+        m
+    }
+
+    /// What the meeting remembers of its recent messages to report each thing once (guest
+    /// decisions, started breakout rooms, the external video playing), as JSON; `None` when
+    /// nothing. Persisted with the mapping so that a restart, or another relay taking the
+    /// server over, neither repeats nor loses them.
+    pub(crate) fn recent(&self) -> Option<String> {
+        if self.guest_decisions.is_empty()
+            && self.breakouts.is_empty()
+            && self.external_video.is_none()
+        {
+            return None;
+        }
+        let decisions: Vec<Value> = self
+            .guest_decisions
+            .iter()
+            .map(|d| serde_json::json!([d.guest, d.allowed, d.at]))
+            .collect();
+        let breakouts: Map<String, Value> = self
+            .breakouts
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::Object(v.clone())))
+            .collect();
+        Some(
+            serde_json::json!({
+                "guestDecisions": decisions,
+                "breakouts": breakouts,
+                "externalVideo": self.external_video,
+            })
+            .to_string(),
+        )
     }
 }
 
@@ -223,6 +286,7 @@ impl State {
             allowed,
             at,
         });
+        self.journal.push(Change::MeetingSaved(meeting.to_string()));
         true
     }
 
@@ -237,14 +301,20 @@ impl State {
         self.meeting_entry(parent, now)
             .breakouts
             .insert(breakout.to_string(), info);
+        self.journal.push(Change::MeetingSaved(parent.to_string()));
     }
 
     /// Forgets an ended breakout room; returns what was remembered of it.
     pub fn breakout_ended(&mut self, parent: &str, breakout: &str) -> Option<Map<String, Value>> {
-        self.meetings
+        let ended = self
+            .meetings
             .get_mut(parent)?
             .breakouts
-            .shift_remove(breakout)
+            .shift_remove(breakout);
+        if ended.is_some() {
+            self.journal.push(Change::MeetingSaved(parent.to_string()));
+        }
+        ended
     }
 
     /// Remembers the external video a meeting plays (`None`: it stopped); returns the previous.
@@ -255,7 +325,11 @@ impl State {
         now: u64,
     ) -> Option<String> {
         let m = self.meeting_entry(meeting, now);
-        std::mem::replace(&mut m.external_video, url)
+        let before = std::mem::replace(&mut m.external_video, url);
+        if before != m.external_video {
+            self.journal.push(Change::MeetingSaved(meeting.to_string()));
+        }
+        before
     }
 
     pub fn user(&self, meeting: &str, user_id: &str) -> Option<&User> {
@@ -489,6 +563,50 @@ mod tests {
         );
         assert!(s.meeting("old").is_none() && s.meeting("new").is_some());
         assert!(matches!(s.take_journal()[0], Change::MeetingRemoved { .. }));
+    }
+
+    #[test]
+    fn what_a_meeting_remembers_survives_being_written_and_read_back() {
+        let mut s = State::new();
+        s.meeting_created("m", Some("ext"), None, 1_000);
+        assert!(s.guest_decided("m", "g", true, 1_000));
+        let mut info = Map::new();
+        info.insert("name".into(), Value::from("Room 1"));
+        s.breakout_started("m", "b1", info.clone(), 1_000);
+        s.set_external_video("m", Some("https://v".into()), 1_000);
+        let journal = s.take_journal();
+        assert!(
+            journal.contains(&Change::MeetingSaved("m".into())),
+            "{journal:?}"
+        );
+        let written = s
+            .meeting("m")
+            .and_then(Meeting::recent)
+            .expect("something to keep");
+
+        let mut back = State::new();
+        back.restore_meeting(
+            "m".into(),
+            Meeting::restored("map".into(), "ext".into(), None, 1_000, Some(&written)),
+        );
+        assert!(
+            !back.guest_decided("m", "g", true, 1_002),
+            "a copy after a restart"
+        );
+        assert_eq!(back.breakout_ended("m", "b1"), Some(info));
+        assert_eq!(
+            back.set_external_video("m", None, 1_003).as_deref(),
+            Some("https://v")
+        );
+        // What ended is forgotten; the decision stays within its window.
+        let left = back
+            .meeting("m")
+            .and_then(Meeting::recent)
+            .unwrap_or_default();
+        assert!(
+            !left.contains("Room 1") && left.contains("\"externalVideo\":null"),
+            "{left}"
+        );
     }
 
     #[test]

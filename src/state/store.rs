@@ -20,6 +20,8 @@ use crate::keys::Keys;
 
 /// Our field of a meeting's mapping hash that holds the meeting's metadata (JSON).
 pub const METADATA_FIELD: &str = "meetingMetadata";
+/// Ours too: what the meeting remembers to report each thing once ([`Meeting::recent`]).
+pub const RECENT_FIELD: &str = "meetingRecent";
 
 /// Keys of the stored user object that hold booleans.
 const BOOLEAN_KEYS: [&str; 9] = [
@@ -73,7 +75,13 @@ impl StateStore {
                 .and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok());
             state.restore_meeting(
                 internal.clone(),
-                Meeting::restored(mapping_id, external.clone(), metadata, last),
+                Meeting::restored(
+                    mapping_id,
+                    external.clone(),
+                    metadata,
+                    last,
+                    h.get(RECENT_FIELD).map(String::as_str),
+                ),
             );
         }
 
@@ -175,6 +183,12 @@ impl StateStore {
                         // A meeting created again without metadata keeps none from before.
                         None => {
                             pipe.hdel(&key, METADATA_FIELD).ignore();
+                        }
+                    }
+                    match m.recent() {
+                        Some(recent) => fields.push((RECENT_FIELD, recent)),
+                        None => {
+                            pipe.hdel(&key, RECENT_FIELD).ignore();
                         }
                     }
                     pipe.hset_multiple(&key, &fields).ignore();

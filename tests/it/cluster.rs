@@ -709,3 +709,51 @@ async fn acceptance_two_servers_two_relays() {
     assert!(listed.contains(&global), "{listed:?}");
     drop(forwarders);
 }
+
+/// Two instances lease 600 units (more than one script call's worth): every unit is held by
+/// exactly one of them, with its own fencing token, and they end up sharing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_on_many_units_are_held_once_and_shared() {
+    use bbb_webhooks::lease::Leaser;
+    use futures_util::FutureExt;
+    let redis = PrivateRedis::start();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let keys = ClusterKeys::new("many");
+    let units: Vec<String> = (0..600).map(|n| format!("unit-{n}")).collect();
+    let metrics = bbb_webhooks::metrics::Metrics::new(false);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut sets = Vec::new();
+    for owner in ["one", "two"] {
+        let (leaser, held) =
+            Leaser::new(conn.clone(), keys.clone(), "test", owner, metrics.clone());
+        let list = units.clone();
+        let source: bbb_webhooks::lease::Units =
+            Box::new(move || futures_util::future::ready(Ok(list.clone())).boxed());
+        tokio::spawn(leaser.run(source, Vec::new(), stop.clone()));
+        sets.push(held);
+    }
+    let shared = eventually(Duration::from_secs(30), || {
+        let (a, b) = (sets[0].borrow().clone(), sets[1].borrow().clone());
+        async move { a.len() + b.len() == 600 && a.len() >= 250 && b.len() >= 250 }
+    })
+    .await;
+    let (a, b) = (sets[0].borrow().clone(), sets[1].borrow().clone());
+    assert!(shared, "held {} and {}", a.len(), b.len());
+    assert!(a.keys().all(|u| !b.contains_key(u)), "no unit held twice");
+    let mut c = conn.clone();
+    let owners: Vec<Option<String>> = c
+        .mget(
+            units
+                .iter()
+                .map(|u| keys.lease("test", u))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    for (unit, owner) in units.iter().zip(owners) {
+        let expected = if a.contains_key(unit) { "one" } else { "two" };
+        assert_eq!(owner.as_deref(), Some(expected), "{unit}");
+    }
+    stop.cancel();
+}
