@@ -384,13 +384,13 @@ async fn relay_lost_midway(pause: bool) {
             let _ = std::process::Command::new("kill")
                 .args(["-CONT", &pid])
                 .status();
-            Some(a)
+            (Some(a), None)
         } else {
             a.kill9();
-            None
+            (None, Some(std::time::Instant::now()))
         }
     };
-    let ((), survivor) = tokio::join!(feed, trouble);
+    let ((), (survivor, killed_at)) = tokio::join!(feed, trouble);
 
     let total = 2 * (users + 1);
     let complete = eventually(Duration::from_secs(20), || async {
@@ -415,6 +415,19 @@ async fn relay_lost_midway(pause: bool) {
         "repeats only of requests in flight: {}",
         got.repeated
     );
+    if let Some(killed_at) = killed_at {
+        // A held every lease: nothing moved until B took them over, within 5 s of the kill.
+        let resumed = receiver
+            .received_on("/all")
+            .iter()
+            .map(|r| r.at)
+            .filter(|at| *at > killed_at)
+            .min()
+            .expect("deliveries after the kill");
+        let gap = resumed.duration_since(killed_at);
+        eprintln!("taken over after {gap:?}");
+        assert!(gap < Duration::from_secs(5), "taken over after {gap:?}");
+    }
     if let Some(a) = survivor {
         // The paused relay woke up with leases it no longer holds: nothing more comes.
         let before = receiver.received_on("/all").len();
