@@ -66,6 +66,7 @@ pub mod redis_conn;
 pub mod redis_watch;
 pub mod routing;
 pub mod state;
+pub mod supervisor;
 pub mod time;
 pub mod tls;
 pub mod xapi;

@@ -22,7 +22,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Supervisor;
 use crate::cluster::ClusterKeys;
 use crate::config::Settings;
 use crate::delivery::DeliveryPool;
@@ -34,6 +33,7 @@ use crate::lease::{Held, HeldSet, Leaser, Units};
 use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
 use crate::state::StateStore;
+use crate::supervisor::Supervisor;
 use crate::{input, redis_conn};
 
 /// How often hooks are reloaded even without an announcement.

@@ -25,8 +25,6 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -42,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
 use crate::redis_watch::{self, RedisWatch};
 use crate::state::StateStore;
+use crate::supervisor::Supervisor;
 use crate::xapi::Xapi;
 use crate::{input, redis_conn};
 
@@ -108,48 +107,6 @@ impl RunningApp {
     }
 }
 
-/// Spawns the critical tasks on one tracker and turns their failure into a stop.
-#[derive(Clone)]
-struct Supervisor {
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-    readiness: Readiness,
-}
-
-impl Supervisor {
-    /// Runs `task`; if it panics, or ends while the service is not stopping, records the
-    /// failure (readiness drops for good) and stops the service.
-    fn critical<F>(&self, name: &'static str, task: F) -> JoinHandle<()>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let (shutdown, readiness) = (self.shutdown.clone(), self.readiness.clone());
-        self.tracker.spawn(async move {
-            let outcome = std::panic::AssertUnwindSafe(task).catch_unwind().await;
-            let why = match outcome {
-                Ok(()) if shutdown.is_cancelled() => return,
-                Ok(()) => "ended unexpectedly".to_string(),
-                Err(panic) => format!("panicked: {}", crate::logging::panic_text(&*panic)),
-            };
-            tracing::error!(task = name, "critical task {why}; stopping so that the service manager starts the service again (queued events are kept in Redis)");
-            readiness.set_failed(name);
-            shutdown.cancel();
-        })
-    }
-
-    /// A server future that returns an I/O error as its failure.
-    fn critical_server<F>(&self, name: &'static str, server: F) -> JoinHandle<()>
-    where
-        F: Future<Output = std::io::Result<()>> + Send + 'static,
-    {
-        self.critical(name, async move {
-            if let Err(e) = server.await {
-                tracing::error!(task = name, error = %e, "server error");
-            }
-        })
-    }
-}
-
 /// Binds the listeners and starts the rest in the background.
 pub async fn start(config: LoadedConfig) -> Result<RunningApp, AppError> {
     start_with_grace(config, SHUTDOWN_GRACE).await
@@ -181,13 +138,11 @@ pub async fn start_with_grace(
     let settings = Arc::new(config.settings);
     let metrics = Metrics::new(settings.prometheus.collect_default_metrics);
     let readiness = Readiness::default();
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let supervisor = Supervisor {
-        tracker: tracker.clone(),
-        shutdown: shutdown.clone(),
-        readiness: readiness.clone(),
-    };
+    let failed = readiness.clone();
+    let supervisor = Supervisor::new("service", "queued events are kept in Redis", move |task| {
+        failed.set_failed(task)
+    });
+    let (shutdown, tracker) = (supervisor.shutdown.clone(), supervisor.tracker.clone());
     let client = redis_conn::client(&settings.redis.connection_url())?;
 
     let ctx = Arc::new(ApiContext {
@@ -335,7 +290,7 @@ async fn run_core(
         Err(e) => {
             tracing::error!(error = %e, "cannot build the HTTP client; nothing will be delivered");
             set_module_status(&metrics, "../out/webhooks/index.js", "out", false);
-            supervisor.readiness.set_failed("delivery");
+            ctx.readiness.set_failed("delivery");
             shutdown.cancel();
             return;
         }

@@ -22,7 +22,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +29,7 @@ use crate::cluster::ClusterKeys;
 use crate::config::Settings;
 use crate::input;
 use crate::redis_conn::{Reconnecting, RedisTarget};
+use crate::supervisor::Supervisor;
 use metrics::ForwardMetrics;
 use status::Status;
 use writer::{Plan, Writer};
@@ -145,46 +145,17 @@ impl RunningForwarder {
     }
 }
 
-#[derive(Clone)]
-struct Supervisor {
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-    status: Status,
-}
-
-impl Supervisor {
-    /// Runs `task`; if it panics, or ends while the forwarder is not stopping, records the
-    /// failure and stops the forwarder.
-    fn critical<F>(&self, name: &'static str, task: F) -> tokio::task::JoinHandle<()>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let (shutdown, status) = (self.shutdown.clone(), self.status.clone());
-        self.tracker.spawn(async move {
-            let outcome = std::panic::AssertUnwindSafe(task).catch_unwind().await;
-            let why = match outcome {
-                Ok(()) if shutdown.is_cancelled() => return,
-                Ok(()) => "ended unexpectedly".to_string(),
-                Err(panic) => format!("panicked: {}", crate::logging::panic_text(&*panic)),
-            };
-            tracing::error!(task = name, "critical task {why}; stopping so that the service manager starts the forwarder again (buffered messages are kept in Redis)");
-            status.set_failed(name);
-            shutdown.cancel();
-        })
-    }
-}
-
 /// Binds the HTTP address and starts the rest in the background.
 pub async fn start(config: ForwardConfig) -> Result<RunningForwarder, ForwardError> {
     let metrics = ForwardMetrics::new();
     let status = Status::default();
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let supervisor = Supervisor {
-        tracker: tracker.clone(),
-        shutdown: shutdown.clone(),
-        status: status.clone(),
-    };
+    let failed = status.clone();
+    let supervisor = Supervisor::new(
+        "forwarder",
+        "buffered messages are kept in Redis",
+        move |task| failed.set_failed(task),
+    );
+    let (shutdown, tracker) = (supervisor.shutdown.clone(), supervisor.tracker.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ForwardError::Bind {
@@ -197,14 +168,10 @@ pub async fn start(config: ForwardConfig) -> Result<RunningForwarder, ForwardErr
     })?;
     tracing::info!(address = %addr, "forwarder health and metrics listening");
     let server = http(listener, status.clone(), metrics.clone(), shutdown.clone());
-    supervisor.critical("HTTP server", async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP server error");
-        }
-    });
+    supervisor.critical_server("HTTP server", server);
     supervisor.critical(
         "core",
-        run_core(config, metrics.clone(), supervisor.clone()),
+        run_core(config, metrics.clone(), supervisor.clone(), status.clone()),
     );
     Ok(RunningForwarder {
         addr,
@@ -216,9 +183,13 @@ pub async fn start(config: ForwardConfig) -> Result<RunningForwarder, ForwardErr
 }
 
 /// From the first connection to an orderly stop.
-async fn run_core(config: ForwardConfig, metrics: Arc<ForwardMetrics>, supervisor: Supervisor) {
+async fn run_core(
+    config: ForwardConfig,
+    metrics: Arc<ForwardMetrics>,
+    supervisor: Supervisor,
+    status: Status,
+) {
     let shutdown = supervisor.shutdown.clone();
-    let status = supervisor.status.clone();
     tracing::info!(
         server = %config.server,
         local = %config.local.shown(),
