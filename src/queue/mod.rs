@@ -203,13 +203,7 @@ impl DeliveryQueue {
 
     /// Another relay appended to this hook's queue: wakes its reader here, if any.
     pub fn wake(&self, hook_id: &str) {
-        let state = self
-            .hooks
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(hook_id)
-            .cloned();
-        if let Some(state) = state {
+        if let Some(state) = self.known_state(hook_id) {
             state.wake.send_modify(|n| *n += 1);
         }
     }
@@ -218,14 +212,18 @@ impl DeliveryQueue {
         self.conn.clone()
     }
 
-    fn state(&self, hook_id: &str) -> Arc<HookState> {
-        if let Some(s) = self
-            .hooks
+    /// A hook's state if this process has one (none for a hook deleted meanwhile).
+    fn known_state(&self, hook_id: &str) -> Option<Arc<HookState>> {
+        self.hooks
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(hook_id)
-        {
-            return s.clone();
+            .cloned()
+    }
+
+    fn state(&self, hook_id: &str) -> Arc<HookState> {
+        if let Some(s) = self.known_state(hook_id) {
+            return s;
         }
         self.hooks
             .write()
@@ -393,13 +391,7 @@ impl DeliveryQueue {
             .query_async(&mut conn)
             .await?;
         // A hook deleted meanwhile has no state left to lower.
-        let state = self
-            .hooks
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(hook_id)
-            .cloned();
-        if let Some(state) = state {
+        if let Some(state) = self.known_state(hook_id) {
             let depth = state.depth.fetch_sub(removed, Ordering::Relaxed) - removed;
             self.metrics
                 .queue_depth
