@@ -98,12 +98,12 @@ impl Relay {
                 leases_stop.clone(),
             ),
         );
-        let (ingest_leaser, ingest_leases) = leaser(
-            &self.conn,
-            &self.cluster,
+        let (ingest_leaser, ingest_leases) = Leaser::new(
+            self.conn.clone(),
+            self.cluster.clone(),
             "ingest",
             &self.owner,
-            &self.metrics,
+            self.metrics.clone(),
         );
         let ingest_leasing = supervisor.critical(
             "ingest leases",
@@ -175,17 +175,6 @@ pub fn hooks(registry: Arc<HookRegistry>, parts: u32) -> Units {
             .collect();
         async move { Ok(units) }.boxed()
     })
-}
-
-/// Leases of one kind, ready to run.
-pub fn leaser(
-    conn: &ConnectionManager,
-    cluster: &ClusterKeys,
-    kind: &'static str,
-    owner: &str,
-    metrics: &Arc<Metrics>,
-) -> (Leaser, watch::Receiver<HeldSet>) {
-    Leaser::new(conn.clone(), cluster.clone(), kind, owner, metrics.clone())
 }
 
 impl Sessions {

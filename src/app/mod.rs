@@ -36,6 +36,7 @@ use crate::enqueuer::{self, Enqueuer};
 use crate::health::Readiness;
 use crate::hooks::{HookRegistry, HookStore};
 use crate::keys::Keys;
+use crate::lease::Leaser;
 use crate::metrics::Metrics;
 use crate::queue::DeliveryQueue;
 use crate::redis_watch::{self, RedisWatch};
@@ -277,8 +278,13 @@ async fn run_core(
     let owner = crate::lease::instance_id();
     // 1 to 64, checked at load.
     let delivery_parts = u32::try_from(settings.cluster.delivery_parts.get()).unwrap_or(64);
-    let (hook_leaser, hook_leases) =
-        cluster::leaser(&conn, &cluster_keys, "hook", &owner, &metrics);
+    let (hook_leaser, hook_leases) = Leaser::new(
+        conn.clone(),
+        cluster_keys.clone(),
+        "hook",
+        &owner,
+        metrics.clone(),
+    );
     let pool = match DeliveryPool::new(
         &settings,
         registry.clone(),
