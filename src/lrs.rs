@@ -386,64 +386,6 @@ mod tests {
         );
     }
 
-    /// `openssl enc` with the options docs/xapi.md gives, decrypted here: the documented command
-    /// works. Skipped (with a message) where no `openssl` is installed.
-    pub fn openssl_encrypt(plain: &str, secret: &str) -> Option<String> {
-        use std::io::Write;
-        let mut child = match std::process::Command::new("openssl")
-            .args([
-                "enc",
-                "-aes-256-cbc",
-                "-pbkdf2",
-                "-iter",
-                "10000",
-                "-md",
-                "sha256",
-            ])
-            .args(["-salt", "-base64", "-A", "-pass"])
-            .arg(format!("pass:{secret}"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("SKIPPED: no openssl command to make a payload with ({e})");
-                return None;
-            }
-        };
-        child.stdin.take()?.write_all(plain.as_bytes()).ok()?;
-        let out = child.wait_with_output().ok()?;
-        assert!(out.status.success(), "openssl enc failed");
-        Some(String::from_utf8(out.stdout).ok()?.trim().to_string())
-    }
-
-    #[test]
-    fn payloads_made_with_the_openssl_command_line_open() {
-        let plain = r#"{"lrs_endpoint":"https://lrs.example.com/xapi","lrs_token":"abc"}"#;
-        let Some(payload) = openssl_encrypt(plain, "testsecret") else {
-            return;
-        };
-        assert!(
-            payload.starts_with("U2FsdGVkX1"),
-            "Salted__ in base64: {payload}"
-        );
-        assert_eq!(decrypt(&payload, "testsecret").unwrap(), plain);
-        let p = LrsPayload::open(&payload, "testsecret").unwrap();
-        assert_eq!(p.lrs_token.as_deref(), Some("abc"));
-        assert_eq!(decrypt(&payload, "wrong"), Err(PayloadError::Decrypt));
-        let no_creds = openssl_encrypt(r#"{"lrs_endpoint":"https://x/xapi"}"#, "s").unwrap();
-        assert_eq!(
-            LrsPayload::open(&no_creds, "s"),
-            Err(PayloadError::NoCredentials)
-        );
-        let not_json = openssl_encrypt("hello", "s").unwrap();
-        assert!(matches!(
-            LrsPayload::open(&not_json, "s"),
-            Err(PayloadError::NotJson(_))
-        ));
-    }
-
     /// The worked example of docs/xapi.md, made with its `openssl enc` command.
     #[test]
     fn the_documented_payload_opens() {

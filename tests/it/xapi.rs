@@ -589,6 +589,34 @@ async fn a_namespace_3x_refuses_keeps_xapi_off_and_the_webhooks_running() {
     app.stop().await;
 }
 
+/// The payload format, against the `openssl` command line itself (docs/xapi.md's options).
+#[test]
+fn payloads_made_with_the_openssl_command_line_open() {
+    use bbb_webhooks::lrs::{LrsPayload, PayloadError, decrypt};
+    let plain = r#"{"lrs_endpoint":"https://lrs.example.com/xapi","lrs_token":"abc"}"#;
+    let Some(payload) = openssl_encrypt(plain, "testsecret") else {
+        return;
+    };
+    assert!(
+        payload.starts_with("U2FsdGVkX1"),
+        "Salted__ in base64: {payload}"
+    );
+    assert_eq!(decrypt(&payload, "testsecret").unwrap(), plain);
+    let p = LrsPayload::open(&payload, "testsecret").unwrap();
+    assert_eq!(p.lrs_token.as_deref(), Some("abc"));
+    assert_eq!(decrypt(&payload, "wrong"), Err(PayloadError::Decrypt));
+    let no_creds = openssl_encrypt(r#"{"lrs_endpoint":"https://x/xapi"}"#, "s").unwrap();
+    assert_eq!(
+        LrsPayload::open(&no_creds, "s"),
+        Err(PayloadError::NoCredentials)
+    );
+    let not_json = openssl_encrypt("hello", "s").unwrap();
+    assert!(matches!(
+        LrsPayload::open(&not_json, "s"),
+        Err(PayloadError::NotJson(_))
+    ));
+}
+
 /// `openssl enc` with the options docs/xapi.md gives; `None` (and a message) without openssl.
 fn openssl_encrypt(plain: &str, secret: &str) -> Option<String> {
     use std::io::Write;
