@@ -93,13 +93,9 @@ async fn ready(f: &RunningForwarder) -> (u16, Json) {
 
 /// The samples of `/metrics`, by name with labels.
 async fn metrics(addr: impl std::fmt::Display) -> BTreeMap<String, f64> {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+    scrape(addr)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;

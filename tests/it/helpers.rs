@@ -627,6 +627,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The Prometheus text a `/metrics` endpoint on `addr` serves.
+pub async fn scrape(addr: impl std::fmt::Display) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("a body")
+}
+
 /// The `bbb-webhooks serve` binary, started on a config file.
 pub struct Service {
     pub child: std::process::Child,

@@ -237,14 +237,6 @@ async fn a_destroyed_hook_leaves_no_series_behind() {
     .await;
     let app = env.start().await;
     let addr = app.app.metrics_addr.expect("metrics listening");
-    let scrape = || async move {
-        reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let (gone_url, kept_url) = (rx.url("/gone"), rx.url("/kept"));
     let gone = app.create_hook(&gone_url, "").await;
     app.create_hook(&kept_url, "").await;
@@ -265,19 +257,19 @@ async fn a_destroyed_hook_leaves_no_series_behind() {
     ]
     .map(String::from);
     let has_all = eventually(WAIT, || async {
-        series(&scrape().await, &gone_url) == families.clone().into()
+        series(&scrape(addr).await, &gone_url) == families.clone().into()
     })
     .await;
-    assert!(has_all, "{}", scrape().await);
+    assert!(has_all, "{}", scrape(addr).await);
 
     let (_, body) = app.api("destroy", &format!("hookID={gone}")).await;
     assert!(body.contains("<removed>true</removed>"), "{body}");
     // The pool deletes the queue and forgets the series once the worker has stopped.
     let forgotten = eventually(WAIT, || async {
-        series(&scrape().await, &gone_url).is_empty()
+        series(&scrape(addr).await, &gone_url).is_empty()
     })
     .await;
-    let m = scrape().await;
+    let m = scrape(addr).await;
     assert!(forgotten, "{m}");
     assert!(
         !m.contains(&gone),
