@@ -26,9 +26,9 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-#[tokio::test]
-async fn the_demo_shows_every_family_verified_and_stops() {
-    let run = tokio::process::Command::from(bin(&["demo"]))
+/// Runs `demo` with `args` to its end (within a minute), which must succeed; what it printed.
+async fn demo(args: &[&str]) -> String {
+    let run = tokio::process::Command::from(bin(args))
         .kill_on_drop(true)
         .output();
     let o = tokio::time::timeout(Duration::from_secs(60), run)
@@ -37,6 +37,12 @@ async fn the_demo_shows_every_family_verified_and_stops() {
         .expect("the demo runs");
     let (printed, err) = text(&o);
     assert!(o.status.success(), "{err}\n{printed}");
+    printed
+}
+
+#[tokio::test]
+async fn the_demo_shows_every_family_verified_and_stops() {
+    let printed = demo(&["demo"]).await;
     // `N events received, V checksums verified, F failed.`
     let counts: Vec<usize> = printed
         .lines()
@@ -83,15 +89,7 @@ async fn the_demo_shows_every_family_verified_and_stops() {
 
 #[tokio::test]
 async fn the_demo_with_xapi_shows_the_statements_an_lrs_receives() {
-    let run = tokio::process::Command::from(bin(&["demo", "--xapi"]))
-        .kill_on_drop(true)
-        .output();
-    let o = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the demo finishes")
-        .expect("the demo runs");
-    let (printed, err) = text(&o);
-    assert!(o.status.success(), "{err}\n{printed}");
+    let printed = demo(&["demo", "--xapi"]).await;
     // One `  ⧉ xAPI <verb> <actor> <object>` line per statement, and their count at the end.
     let verbs: Vec<&str> = printed
         .lines()
