@@ -261,6 +261,33 @@ fn lane_of(e: &Value, server: &str) -> String {
     format!("{server} {id}")
 }
 
+impl Arrivals {
+    /// Events arrived (first arrivals only).
+    pub fn count(&self) -> usize {
+        self.by_meeting.values().map(Vec::len).sum()
+    }
+}
+
+/// Waits until `path` got at least `total` events (first arrivals), for up to `within`; whether
+/// it did, and what arrived, grouped by `group`.
+async fn wait_arrivals(
+    receiver: &Receiver,
+    path: &str,
+    key: fn(&Value) -> String,
+    group: fn(&Value, &str) -> String,
+    total: usize,
+    within: Duration,
+) -> (bool, Arrivals) {
+    let complete = eventually(within, || async {
+        arrivals_by(&receiver.received_on(path), key, group).count() >= total
+    })
+    .await;
+    (
+        complete,
+        arrivals_by(&receiver.received_on(path), key, group),
+    )
+}
+
 pub fn arrivals(received: &[Received], key: fn(&Value) -> String) -> Arrivals {
     arrivals_by(received, key, |e, _| meeting_of(e))
 }
@@ -393,16 +420,16 @@ async fn relay_lost_midway(pause: bool) {
     let ((), (survivor, killed_at)) = tokio::join!(feed, trouble);
 
     let total = 2 * (users + 1);
-    let complete = eventually(Duration::from_secs(20), || async {
-        arrivals(&receiver.received_on("/all"), short_key)
-            .by_meeting
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-            >= total
-    })
+    let by_meeting = |e: &Value, _: &str| meeting_of(e);
+    let (complete, got) = wait_arrivals(
+        &receiver,
+        "/all",
+        short_key,
+        by_meeting,
+        total,
+        Duration::from_secs(20),
+    )
     .await;
-    let got = arrivals(&receiver.received_on("/all"), short_key);
     assert!(
         complete,
         "every event arrives: {:?}",
@@ -472,15 +499,16 @@ async fn relays_survive_a_cluster_redis_restart() {
     let mut conn = env.redis().await;
     forward(&mut conn, "bbb1", &messages[11..]).await;
 
-    let complete = eventually(Duration::from_secs(20), || async {
-        arrivals(&receiver.received_on("/all"), short_key)
-            .by_meeting
-            .get("ext-1")
-            .map_or(0, Vec::len)
-            >= 31
-    })
+    let by_meeting = |e: &Value, _: &str| meeting_of(e);
+    let (complete, got) = wait_arrivals(
+        &receiver,
+        "/all",
+        short_key,
+        by_meeting,
+        31,
+        Duration::from_secs(20),
+    )
     .await;
-    let got = arrivals(&receiver.received_on("/all"), short_key);
     assert!(complete, "{:?}", got.by_meeting);
     assert_eq!(got.by_meeting["ext-1"], expected("ext-1", 30, "bbb1"));
     a.stop().await;
@@ -676,21 +704,16 @@ async fn acceptance_two_servers_two_relays() {
     assert!(drained, "every published message reached the cluster Redis");
     let expected = expected_from_ingest(&mut conn, &names).await;
     let total: usize = expected.values().map(Vec::len).sum();
-    let complete = eventually(Duration::from_secs(60), || async {
-        arrivals_by(&receiver.received_on("/all"), full_key, lane_of)
-            .by_meeting
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-            >= total
-    })
+    let (complete, got) = wait_arrivals(
+        &receiver,
+        "/all",
+        full_key,
+        lane_of,
+        total,
+        Duration::from_secs(60),
+    )
     .await;
-    let got = arrivals_by(&receiver.received_on("/all"), full_key, lane_of);
-    assert!(
-        complete,
-        "every event arrives: {} of {total}",
-        got.by_meeting.values().map(Vec::len).sum::<usize>()
-    );
+    assert!(complete, "every event arrives: {} of {total}", got.count());
     assert_eq!(got.by_meeting.len(), expected.len(), "every meeting");
     for (meeting, events) in &expected {
         assert_eq!(
