@@ -11,6 +11,7 @@
 //! | a hook's pending deliveries | `<ownPrefix>:queue:<hookId>` | STREAM | no |
 //! | a hook's retry state (failures, failed requests) | `<ownPrefix>:attempt:<hookId>` | HASH | no |
 //! | hooks destroyed whose queue may still exist (proof for deleting it) | `<ownPrefix>:destroyed` | SET | no |
+//! | in a cluster: how many times the stored hooks changed (relays reread them when it moved) | `<ownPrefix>:hooks:version` | STRING | no |
 //! | this Redis's epoch: written at start, missing once Redis lost its data | `<ownPrefix>:epoch` | STRING | no |
 //! | an LRS's pending xAPI statements (a queue like a hook's, "hook id" `xapi:<lrsId>`) | `<ownPrefix>:queue:xapi:<lrsId>` | STREAM | no |
 //! | an LRS's retry state | `<ownPrefix>:attempt:xapi:<lrsId>` | HASH | no |
@@ -118,6 +119,12 @@ impl Keys {
 
     pub fn destroyed(&self) -> String {
         format!("{}:destroyed", self.names.own_prefix)
+    }
+
+    /// In a cluster: counts the changes of the stored hooks, so a relay rereads them only when
+    /// another changed them.
+    pub fn hooks_version(&self) -> String {
+        format!("{}:hooks:version", self.names.own_prefix)
     }
 
     pub fn epoch(&self) -> String {

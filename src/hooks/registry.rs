@@ -206,6 +206,8 @@ pub struct HookRegistry {
     current: RwLock<Arc<HookSet>>,
     writer: Mutex<()>,
     version: watch::Sender<u64>,
+    /// The stored hooks' change count when they were last read (see [`HookStore::version`]).
+    loaded: std::sync::Mutex<Option<u64>>,
     permanent_urls: Vec<PermanentUrl>,
     max_hooks: usize,
 }
@@ -224,6 +226,7 @@ impl HookRegistry {
         permanent_urls: Vec<PermanentUrl>,
         max_hooks: usize,
     ) -> Result<HookRegistry, RegistryError> {
+        let loaded = store.version().await?;
         let (stored, unreadable) = store.load_all().await?;
         for bad in &unreadable {
             tracing::warn!(hook = %bad.id, reason = %bad.reason, "a stored hook could not be read; left in Redis as is");
@@ -268,6 +271,7 @@ impl HookRegistry {
             current: RwLock::new(Arc::new(HookSet::build(hooks.into_iter().map(Arc::new)))),
             writer: Mutex::new(()),
             version: watch::channel(0).0,
+            loaded: std::sync::Mutex::new(loaded),
             permanent_urls,
             max_hooks,
         })
@@ -319,12 +323,20 @@ impl HookRegistry {
     }
 
     /// Reads the stored hooks again and takes them as the current set: in a cluster, after
-    /// another relay created or destroyed one. Returns whether anything changed. Configured
+    /// another relay created or destroyed one. Returns whether anything changed. One `GET` when
+    /// the stored hooks' change count did not move since they were last read. Configured
     /// permanent hooks are reconciled by [`HookRegistry::load`] only (every relay has the same
     /// configuration, and each saved its own at start).
     pub async fn reload(&self) -> Result<bool, RegistryError> {
         let _writer = self.writer.lock().await;
+        let version = self.store.version().await?;
+        let last = *self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if version.is_some() && version == last {
+            return Ok(false);
+        }
         let (stored, _unreadable) = self.store.load_all().await?;
+        // Only once read: a failed read is tried again next time.
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = version;
         let current = self.snapshot();
         let same = stored.len() == current.len()
             && stored

@@ -6,8 +6,9 @@
 //! 3.x ignores both. Read: the same, and also what other versions
 //! wrote: `eventID` as a comma list (2.x), the id in `hookID` (2.x), `getRaw` as `"1"`.
 //! A hash and its set membership are written and removed in one MULTI, so a failure never leaves
-//! half a hook behind. In a cluster, the same MULTI announces the change on the cluster's hooks
-//! channel, so every relay reloads its hooks at once ([`HookStore::announcing`]).
+//! half a hook behind. In a cluster, the same MULTI counts the change
+//! (`<ownPrefix>:hooks:version`) and announces it on the cluster's hooks channel, so every relay
+//! reloads its hooks at once, and only then ([`HookStore::announcing`]).
 
 use std::collections::HashMap;
 
@@ -50,8 +51,20 @@ impl HookStore {
 
     fn announce(&self, pipe: &mut redis::Pipeline, id: &str) {
         if let Some(channel) = &self.announce {
+            pipe.incr(self.keys.hooks_version(), 1).ignore();
             pipe.publish(channel, id).ignore();
         }
+    }
+
+    /// How many times the stored hooks changed, in a cluster (`None` elsewhere: nothing counts
+    /// the changes, every reload reads them all).
+    pub async fn version(&self) -> redis::RedisResult<Option<u64>> {
+        if self.announce.is_none() {
+            return Ok(None);
+        }
+        let mut conn = self.conn.clone();
+        let v: Option<u64> = conn.get(self.keys.hooks_version()).await?;
+        Ok(Some(v.unwrap_or(0)))
     }
 
     /// Every stored hook, in creation order where known.
